@@ -1,0 +1,1 @@
+"""Mandatory-MFA and break-glass monitor: detections over Entra and Activity logs."""

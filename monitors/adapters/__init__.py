@@ -1,0 +1,1 @@
+"""Real SDK clients behind small Protocols. Nothing outside this package imports an SDK."""

@@ -1,0 +1,108 @@
+"""Azure Table Storage through azure-data-tables, authenticated with a token credential."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient, TableServiceClient
+
+Entity = dict[str, Any]
+BATCH_LIMIT = 100  # Table Storage transactions hold at most 100 entities of one partition
+
+
+class StaleWrite(Exception):
+    """Someone else changed the entity since we read it (HTTP 412): re-read and decide again."""
+
+
+class StateStore(Protocol):
+    def get(self, table: str, partition_key: str, row_key: str) -> Entity | None: ...
+    def insert(self, table: str, entity: Mapping[str, Any]) -> bool: ...
+    def replace(self, table: str, entity: Mapping[str, Any], etag: str | None) -> None: ...
+    def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int: ...
+    def query(self, table: str, query_filter: str, parameters: Mapping[str, Any]) -> Iterator[Entity]: ...
+
+
+class TableStore:
+    """State tables named `<prefix><name>`, created on first use."""
+
+    def __init__(self, service: TableServiceClient, prefix: str) -> None:
+        self._service = service
+        self._prefix = prefix
+        self._tables: dict[str, TableClient] = {}
+        self.transactions = 0
+
+    def _table(self, name: str) -> TableClient:
+        if name not in self._tables:
+            self.transactions += 1
+            self._tables[name] = self._service.create_table_if_not_exists(self._prefix + name)
+        return self._tables[name]
+
+    def get(self, table: str, partition_key: str, row_key: str) -> Entity | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self.transactions += 1
+        try:
+            entity = self._table(table).get_entity(partition_key, row_key)
+        except ResourceNotFoundError:
+            return None
+        return _with_etag(entity)
+
+    def insert(self, table: str, entity: Mapping[str, Any]) -> bool:
+        """Create the entity; False if it already exists (the caller lost a race, or retried)."""
+        from azure.core.exceptions import ResourceExistsError
+
+        self.transactions += 1
+        try:
+            self._table(table).create_entity(_without_etag(entity))
+        except ResourceExistsError:
+            return False
+        return True
+
+    def replace(self, table: str, entity: Mapping[str, Any], etag: str | None) -> None:
+        """Replace only if unchanged since read (etag); etag None means create-or-replace."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        self.transactions += 1
+        body = _without_etag(entity)
+        try:
+            if etag is None:
+                self._table(table).upsert_entity(body, mode=UpdateMode.REPLACE)
+            else:
+                self._table(table).update_entity(
+                    body, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+        except ResourceModifiedError as error:
+            raise StaleWrite(
+                f"{table}/{entity['PartitionKey']}/{entity['RowKey']} changed meanwhile"
+            ) from error
+
+    def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int:
+        """Upsert in transactions of up to 100 entities per partition; returns transactions used."""
+        by_partition: dict[str, list[Entity]] = {}
+        for entity in entities:
+            by_partition.setdefault(entity["PartitionKey"], []).append(_without_etag(entity))
+        used = 0
+        for batch in by_partition.values():
+            for start in range(0, len(batch), BATCH_LIMIT):
+                chunk = batch[start : start + BATCH_LIMIT]
+                self._table(table).submit_transaction([("upsert", e) for e in chunk])
+                used += 1
+        self.transactions += used
+        return used
+
+    def query(self, table: str, query_filter: str, parameters: Mapping[str, Any]) -> Iterator[Entity]:
+        self.transactions += 1
+        for entity in self._table(table).query_entities(query_filter, parameters=dict(parameters)):
+            yield _with_etag(entity)
+
+
+def _with_etag(entity: Any) -> Entity:
+    return {**entity, "etag": entity.metadata.get("etag")}
+
+
+def _without_etag(entity: Mapping[str, Any]) -> Entity:
+    return {k: v for k, v in entity.items() if k != "etag"}

@@ -1,0 +1,231 @@
+"""Every app setting the monitor reads, typed and validated once at start-up.
+
+A bad value stops start-up with one message that names each offending setting and how to fix
+it, instead of a stack trace at 3 a.m. on the first tick. Secret values (webhook URLs) never
+appear in messages or reprs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from monitors.model import Severity
+
+PUBLIC_LOG_ANALYTICS = "https://api.loganalytics.io"
+DEFAULT_ALLOWED_WEBHOOK_HOSTS = ("*.environment.api.powerplatform.com", "*.logic.azure.com")
+MAX_EXTRA_WEBHOOKS = 5
+
+_UPN = re.compile(r"^[A-Za-z0-9._%+'#-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+_TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
+_NCRONTAB_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
+_TIMESPAN = re.compile(r"^\d{1,2}:\d{2}:\d{2}$")
+
+T = TypeVar("T")
+
+
+class SettingsError(Exception):
+    """Start-up refused: one line per bad setting, each naming the fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "The monitor cannot start; fix these app settings:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Webhook:
+    """A Teams Workflows webhook. The URL carries a signature: it is a secret."""
+
+    name: str
+    url: str = field(repr=False)
+    min_severity: Severity
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakGlassAccounts:
+    object_ids: frozenset[str] = frozenset()
+    upns: frozenset[str] = frozenset()  # lower-cased
+
+    def __bool__(self) -> bool:
+        return bool(self.object_ids or self.upns)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    workspace_id: str
+    log_analytics_endpoint: str
+    log_analytics_audience: str
+    table_endpoint: str
+    table_prefix: str
+    webhooks: tuple[Webhook, ...]
+    allowed_webhook_hosts: tuple[str, ...]
+    break_glass: BreakGlassAccounts
+    schedule: str
+    history_base_url: str | None
+    managed_identity_client_id: str | None
+    late_arrival_hours: int
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Read and validate every setting; raise SettingsError listing all problems at once."""
+    problems: list[str] = []
+
+    def read(name: str, parse: Callable[[str], T], default: T | None = None, required: bool = False) -> T:
+        raw = env.get(name, "").strip()
+        if not raw:
+            if required:
+                problems.append(f"{name} is missing. {_HINTS[name]}")
+            return default  # type: ignore[return-value]
+        try:
+            return parse(raw)
+        except ValueError as error:
+            problems.append(f"{name} {error}. {_HINTS[name]}")
+            return default  # type: ignore[return-value]
+
+    endpoint = read("LOG_ANALYTICS_ENDPOINT", _https_url, PUBLIC_LOG_ANALYTICS)
+    allowed_hosts = read("TEAMS_ALLOWED_HOSTS", _host_patterns, DEFAULT_ALLOWED_WEBHOOK_HOSTS)
+    settings = Settings(
+        workspace_id=read("LOG_ANALYTICS_WORKSPACE_ID", _guid, "", required=True),
+        log_analytics_endpoint=endpoint,
+        log_analytics_audience=read("LOG_ANALYTICS_AUDIENCE", _https_url, endpoint),
+        table_endpoint=read("STATE_TABLE_ENDPOINT", _https_url, "", required=True),
+        table_prefix=read("STATE_TABLE_PREFIX", _table_prefix, "mfamon"),
+        webhooks=_read_webhooks(env, allowed_hosts, problems),
+        allowed_webhook_hosts=allowed_hosts,
+        break_glass=read("BREAK_GLASS_ACCOUNTS", _break_glass, BreakGlassAccounts()),
+        schedule=read("MONITOR_SCHEDULE", _schedule, "", required=True),
+        history_base_url=read("HISTORY_BASE_URL", _https_url, None),
+        managed_identity_client_id=read("AZURE_CLIENT_ID", _guid, None),
+        late_arrival_hours=read("LATE_ARRIVAL_HOURS", _late_arrival_hours, 48),
+    )
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _read_webhooks(
+    env: Mapping[str, str], allowed_hosts: tuple[str, ...], problems: list[str]
+) -> tuple[Webhook, ...]:
+    suffixes = [""] + [f"_{n}" for n in range(2, MAX_EXTRA_WEBHOOKS + 1)]
+    webhooks = []
+    for suffix in suffixes:
+        url_name, severity_name = f"TEAMS_WEBHOOK_URL{suffix}", f"TEAMS_WEBHOOK_MIN_SEVERITY{suffix}"
+        url = env.get(url_name, "").strip()
+        if not url:
+            if env.get(severity_name, "").strip():
+                problems.append(f"{severity_name} is set but {url_name} is not. Set both or neither.")
+            continue
+        try:
+            _webhook_url(url, allowed_hosts)
+        except ValueError as error:
+            problems.append(f"{url_name} {error}. {_HINTS['TEAMS_WEBHOOK_URL']}")
+            continue
+        raw_severity = env.get(severity_name, "").strip() or Severity.LOW.value
+        try:
+            severity = Severity(raw_severity.lower())
+        except ValueError:
+            problems.append(f"{severity_name} is {raw_severity!r}; use one of low, medium, high, critical.")
+            continue
+        webhooks.append(Webhook(name=f"teams{suffix or '_1'}", url=url, min_severity=severity))
+    return tuple(webhooks)
+
+
+def _guid(raw: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ValueError(f"is {raw!r}, not a GUID") from None
+
+
+def _https_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"is {raw!r}, not an https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    return raw.rstrip("/")
+
+
+def _webhook_url(raw: str, allowed_hosts: tuple[str, ...]) -> str:
+    # Never echo the URL: its query string holds the webhook's signature.
+    parts = urlsplit(raw)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("is not an https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    host = parts.hostname.lower()
+    if not any(fnmatch.fnmatchcase(host, pattern) for pattern in allowed_hosts):
+        raise ValueError(f"points to host {host!r}, which is not in TEAMS_ALLOWED_HOSTS")
+    return raw
+
+
+def _host_patterns(raw: str) -> tuple[str, ...]:
+    patterns = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+    for pattern in patterns:
+        if not re.fullmatch(r"(\*\.)?[a-z0-9.-]+", pattern):
+            raise ValueError(f"has {pattern!r}, not a host name or *.domain pattern")
+    return patterns
+
+
+def _break_glass(raw: str) -> BreakGlassAccounts:
+    object_ids, upns = set(), set()
+    for item in re.split(r"[,;\s]+", raw):
+        if not item:
+            continue
+        try:
+            object_ids.add(str(uuid.UUID(item)))
+        except ValueError:
+            if not _UPN.match(item):
+                raise ValueError(f"has {item!r}, neither an object id (GUID) nor a UPN") from None
+            upns.add(item.lower())
+    return BreakGlassAccounts(object_ids=frozenset(object_ids), upns=frozenset(upns))
+
+
+def _schedule(raw: str) -> str:
+    fields = raw.split()
+    if _TIMESPAN.match(raw) or (len(fields) == 6 and all(_NCRONTAB_FIELD.match(f) for f in fields)):
+        return raw
+    raise ValueError(f"is {raw!r}, not a six-field NCRONTAB expression or hh:mm:ss")
+
+
+def _table_prefix(raw: str) -> str:
+    if not _TABLE_PREFIX.match(raw):
+        raise ValueError(f"is {raw!r}; table names must start with a letter and be alphanumeric")
+    return raw
+
+
+def _late_arrival_hours(raw: str) -> int:
+    try:
+        hours = int(raw)
+    except ValueError:
+        raise ValueError(f"is {raw!r}, not a whole number of hours") from None
+    if not 48 <= hours <= 24 * 14:
+        raise ValueError(f"is {hours}; it must be between 48 (Activity Log can arrive that late) and 336")
+    return hours
+
+
+_HINTS = {
+    "LOG_ANALYTICS_WORKSPACE_ID": "Use the workspace's Workspace ID (a GUID) from its Overview page.",
+    "LOG_ANALYTICS_ENDPOINT": "Leave unset for public Azure; https://api.loganalytics.us for US Gov.",
+    "LOG_ANALYTICS_AUDIENCE": "Leave unset to use LOG_ANALYTICS_ENDPOINT.",
+    "STATE_TABLE_ENDPOINT": "Use https://<storage account>.table.core.windows.net.",
+    "STATE_TABLE_PREFIX": "Leave unset for 'mfamon'.",
+    "TEAMS_WEBHOOK_URL": "Use the https URL of a Teams Workflows webhook, stored in Key Vault.",
+    "TEAMS_ALLOWED_HOSTS": "Comma-separated hosts, e.g. *.environment.api.powerplatform.com.",
+    "BREAK_GLASS_ACCOUNTS": "List object ids (preferred) or UPNs, separated by commas.",
+    "MONITOR_SCHEDULE": "The timer trigger reads it too; for every 5 minutes use '0 */5 * * * *'.",
+    "HISTORY_BASE_URL": "Use the Function App's https URL, or leave unset.",
+    "AZURE_CLIENT_ID": "Use the client id of the user-assigned managed identity, or leave unset.",
+    "LATE_ARRIVAL_HOURS": "Leave unset for 48.",
+}

@@ -1,0 +1,113 @@
+import pytest
+
+from monitors.model import Severity
+from monitors.settings import SettingsError, load_settings
+
+VALID = {
+    "LOG_ANALYTICS_WORKSPACE_ID": "11111111-2222-4333-8444-555555555555",
+    "STATE_TABLE_ENDPOINT": "https://stmfamon.table.core.windows.net",
+    "MONITOR_SCHEDULE": "0 */5 * * * *",
+    "TEAMS_WEBHOOK_URL": "https://abc.environment.api.powerplatform.com/powerautomate/automations?sig=SECRET123",
+    "BREAK_GLASS_ACCOUNTS": "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee, BG-Admin2@Contoso.onmicrosoft.com",
+}
+
+
+def problems(**changes: str | None) -> list[str]:
+    env = {k: v for k, v in {**VALID, **changes}.items() if v is not None}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    return caught.value.problems
+
+
+def test_valid_settings_are_typed() -> None:
+    settings = load_settings(VALID)
+    assert settings.workspace_id == "11111111-2222-4333-8444-555555555555"
+    assert settings.log_analytics_endpoint == "https://api.loganalytics.io"
+    assert settings.log_analytics_audience == "https://api.loganalytics.io"
+    assert settings.break_glass.object_ids == {"aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"}
+    assert settings.break_glass.upns == {"bg-admin2@contoso.onmicrosoft.com"}
+    assert [w.min_severity for w in settings.webhooks] == [Severity.LOW]
+    assert settings.late_arrival_hours == 48
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        (
+            "LOG_ANALYTICS_WORKSPACE_ID",
+            "not-a-guid",
+            "LOG_ANALYTICS_WORKSPACE_ID is 'not-a-guid', not a GUID",
+        ),
+        ("LOG_ANALYTICS_WORKSPACE_ID", None, "LOG_ANALYTICS_WORKSPACE_ID is missing"),
+        ("STATE_TABLE_ENDPOINT", "http://x.table.core.windows.net", "STATE_TABLE_ENDPOINT is 'http"),
+        ("LOG_ANALYTICS_ENDPOINT", "ftp://api.loganalytics.io", "not an https:// URL"),
+        ("MONITOR_SCHEDULE", "every 5 minutes", "MONITOR_SCHEDULE is 'every 5 minutes'"),
+        ("MONITOR_SCHEDULE", None, "MONITOR_SCHEDULE is missing"),
+        ("BREAK_GLASS_ACCOUNTS", "bg-admin; not an account", "BREAK_GLASS_ACCOUNTS has 'bg-admin'"),
+        ("TEAMS_WEBHOOK_MIN_SEVERITY", "urgent", "use one of low, medium, high, critical"),
+        ("LATE_ARRIVAL_HOURS", "2", "between 48"),
+        ("AZURE_CLIENT_ID", "xyz", "AZURE_CLIENT_ID is 'xyz', not a GUID"),
+    ],
+)
+def test_each_bad_setting_is_named_with_a_fix(name: str, value: str | None, expected: str) -> None:
+    found = problems(**{name: value})
+    assert len(found) == 1
+    assert expected in found[0]
+    assert name in found[0]
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    found = problems(LOG_ANALYTICS_WORKSPACE_ID="x", STATE_TABLE_ENDPOINT=None, MONITOR_SCHEDULE="bad")
+    assert [p.split()[0] for p in found] == [
+        "LOG_ANALYTICS_WORKSPACE_ID",
+        "STATE_TABLE_ENDPOINT",
+        "MONITOR_SCHEDULE",
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://abc.environment.api.powerplatform.com/x?sig=SECRET123",
+        "https://evil.example.com/x?sig=SECRET123",
+        "https://user:SECRET123@abc.logic.azure.com/x",
+    ],
+)
+def test_webhook_url_must_be_https_on_an_allowed_host_and_is_never_echoed(url: str) -> None:
+    found = problems(TEAMS_WEBHOOK_URL=url)
+    assert len(found) == 1
+    assert found[0].startswith("TEAMS_WEBHOOK_URL ")
+    assert "SECRET123" not in str(found)
+
+
+def test_allowed_hosts_are_configurable() -> None:
+    settings = load_settings(
+        {
+            **VALID,
+            "TEAMS_WEBHOOK_URL": "https://127.0.0.1:8443/webhook/a?sig=s",
+            "TEAMS_ALLOWED_HOSTS": "127.0.0.1",
+        }
+    )
+    assert settings.webhooks[0].host == "127.0.0.1"
+
+
+def test_several_webhooks_each_with_a_minimum_severity() -> None:
+    settings = load_settings(
+        {
+            **VALID,
+            "TEAMS_WEBHOOK_URL_2": "https://x.logic.azure.com/wf?sig=s2",
+            "TEAMS_WEBHOOK_MIN_SEVERITY_2": "Critical",
+        }
+    )
+    assert [(w.name, w.min_severity) for w in settings.webhooks] == [
+        ("teams_1", Severity.LOW),
+        ("teams_2", Severity.CRITICAL),
+    ]
+
+
+def test_severity_without_url_is_an_error() -> None:
+    assert "TEAMS_WEBHOOK_URL_3 is not" in problems(TEAMS_WEBHOOK_MIN_SEVERITY_3="high")[0]
+
+
+def test_webhook_url_is_hidden_from_repr() -> None:
+    assert "SECRET123" not in repr(load_settings(VALID))
