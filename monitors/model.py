@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -17,3 +19,59 @@ class Severity(StrEnum):
 
     def at_least(self, other: Severity) -> bool:
         return self.rank >= other.rank
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """Who a finding is about. Object id when the log has one: UPNs can be renamed."""
+
+    user_id: str | None
+    user_principal_name: str | None
+
+    @property
+    def key(self) -> str:
+        return self.user_id or (self.user_principal_name or "").lower()
+
+    @property
+    def label(self) -> str:
+        return self.user_principal_name or self.user_id or "unknown"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventLine:
+    """One log row an alert covers, as on-call reads it."""
+
+    event_id: str
+    time: datetime
+    source: str  # the table it came from
+    fields: tuple[tuple[str, str], ...]  # (label, value) pairs, already reduced to text
+    flagged: bool = False  # something in this event needs a second look (e.g. a weak sign-in method)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """What a detection concluded from one tick's rows, before it becomes an alert."""
+
+    detection: str
+    severity: Severity
+    principal: Principal
+    headline: str
+    facts: tuple[tuple[str, str], ...]
+    events: tuple[EventLine, ...]
+    event_ids: tuple[str, ...]  # every row covered, even when `events` lists only some
+    first_time: datetime
+    last_time: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    """A finding given an identity and a time; what history stores and Teams receives.
+
+    A very large burst is split into parts (each its own alert) so every message stays small.
+    """
+
+    alert_id: str
+    finding: Finding
+    created_at: datetime
+    part: int = 1
+    parts: int = 1

@@ -1,0 +1,148 @@
+"""What every detection declares, and the row readers they share.
+
+A detection is data plus two pure functions: `parse` turns one query result row into a typed
+observation (or raises RowError: the tick skips and counts it), `evaluate` turns a tick's
+observations into findings. Its KQL lives in a `.kql` file beside it, checked by the Kusto
+language service; its cases are raw log rows run through that KQL by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from monitors.model import Finding, Severity
+from monitors.settings import BreakGlassAccounts
+
+Row = Mapping[str, Any]
+MAX_TEXT = 512  # log fields are attacker-influenced (user agents, names): bound what we keep
+
+
+class RowError(ValueError):
+    """A result row that cannot be trusted; skipped and counted, never fatal."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """Everything outside the rows that a detection may consult; assembled by the shell."""
+
+    break_glass: BreakGlassAccounts = field(default_factory=BreakGlassAccounts)
+    known_principals: frozenset[str] = frozenset()  # this detection's baseline
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    """Sample log rows (per table) and how many findings they must produce."""
+
+    name: str
+    rows: Mapping[str, Sequence[Mapping[str, Any]]]
+    findings: int
+    context: Context = Context()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Detection:
+    id: str
+    title: str
+    severity: Severity  # the highest it can raise; a finding may be lower
+    mitre: tuple[str, ...]
+    description: str
+    runbook: tuple[str, ...]
+    false_positives: tuple[str, ...]
+    query_file: Path
+    parse: Callable[[Row], Any]
+    evaluate: Callable[[Sequence[Any], Context], list[Finding]]
+    cases: tuple[Case, ...] = field(default=())
+
+    @property
+    def query(self) -> str:
+        return self.query_file.read_text(encoding="utf-8")
+
+
+def text(row: Row, column: str, *, required: bool = False, limit: int = MAX_TEXT) -> str | None:
+    value = row.get(column)
+    if value is None or value == "" or value == "None":  # the SDK renders a null guid as 'None'
+        if required:
+            raise RowError(f"{column} is empty")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise RowError(f"{column} is a {type(value).__name__}, expected text")
+    value = str(value)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def when(row: Row, column: str) -> datetime:
+    value = row.get(column)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise RowError(f"{column} is not a datetime") from None
+    if not isinstance(value, datetime):
+        raise RowError(f"{column} is missing or not a datetime")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def count(row: Row, column: str) -> int:
+    value = row.get(column)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RowError(f"{column} is not a count")
+    return value
+
+
+def dynamic(row: Row, column: str) -> Any:
+    """A dynamic column: JSON text from the query API, or already parsed."""
+    value = row.get(column)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise RowError(f"{column} is not valid JSON") from None
+    return value
+
+
+def text_list(row: Row, column: str, limit: int = MAX_TEXT) -> tuple[str, ...]:
+    value = dynamic(row, column)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise RowError(f"{column} is not a list")
+    return tuple(str(v)[:limit] for v in value if isinstance(v, (str, int)) and str(v))
+
+
+def object_id(row: Row, column: str) -> str | None:
+    value = text(row, column)
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise RowError(f"{column} is not an object id") from None
+
+
+# Client applications people meet on the ARM control plane (DOMAIN.md section 2).
+CLIENT_APPS = {
+    "04b07795-8ddb-461a-bbee-02f9e1bf7b46": "Azure CLI (also Terraform, Bicep, scripts)",
+    "1950a258-227b-4e31-a9cf-717495945fc2": "Azure PowerShell",
+    "0c1307d4-29d6-4389-a11c-5cbe7f65d7fa": "Azure mobile app",
+    "c44b4083-3bb0-49c1-b47d-974e53cbdf3c": "Azure portal",
+}
+
+
+def client_app_name(app_id: str) -> str:
+    return CLIENT_APPS.get(app_id.lower(), f"other app {app_id}")
+
+
+def summarize_list(values: Sequence[str], shown: int = 5) -> str:
+    """'a, b, c and 4 more': cards stay small however many values there are."""
+    if not values:
+        return "none"
+    head = ", ".join(values[:shown])
+    return head if len(values) <= shown else f"{head} and {len(values) - shown} more"

@@ -1,0 +1,311 @@
+"""break-glass-use: any use of a configured emergency-access account.
+
+Why: break-glass accounts hold standing Global Administrator rights and are excluded from
+most Conditional Access. Microsoft's guidance is to alert on every sign-in, at critical
+severity. We also alert on failed sign-ins (a password spray against the keys to the tenant
+is itself an incident), on non-interactive sign-ins (where the documented query is blind)
+and on ARM operations made with the account.
+
+Every event is alerted exactly once; a burst becomes one alert per account per tick.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from monitors.detections.base import (
+    Case,
+    Context,
+    Detection,
+    Row,
+    RowError,
+    client_app_name,
+    object_id,
+    text,
+    when,
+)
+from monitors.model import EventLine, Finding, Principal, Severity
+from monitors.settings import BreakGlassAccounts
+
+ID = "break-glass-use"
+
+# Phishing-resistant methods Microsoft recommends for emergency access.
+STRONG_METHODS = ("fido2", "passkey", "certificate", "x.509", "windows hello")
+# A step satisfied by a claim in an earlier token says nothing about the method itself.
+NEUTRAL_METHODS = ("previously satisfied",)
+
+RUNBOOK = (
+    "Call the account's owners now and confirm who is using it and why. An emergency with a "
+    "known incident number is expected; anything else is an incident.",
+    "Not expected: revoke the account's sessions, reset its credentials (FIDO2 key or certificate), and "
+    "review the directory audit log and the Activity Log for everything it changed.",
+    "Failed sign-ins: someone is guessing or spraying the password. Block the source IP addresses and check "
+    "that the account signs in with FIDO2/passkey or a certificate only.",
+    "A method flagged as weak (password, SMS, app notification): the account is not configured as guidance "
+    "says; fix its authentication methods after the emergency.",
+    "Record the outcome on the alert (acknowledge or resolve with a note). "
+    "Break-glass alerts cannot be waived.",
+)
+
+FALSE_POSITIVES = (
+    "The scheduled break-glass drill: it must still alert (that is what the drill tests); acknowledge it "
+    "with the drill's reference.",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakGlassEvent:
+    event_id: str
+    source: str
+    time: datetime
+    principal: Principal
+    app: str | None
+    ip_address: str | None
+    location: str | None
+    succeeded: bool
+    result: str
+    methods: tuple[str, ...]
+    operation: str | None
+    user_agent: str | None
+
+    @property
+    def weak_method(self) -> bool:
+        return any(_strength(m) == "weak" for m in self.methods)
+
+
+SOURCES = {
+    "SigninLogs": "sign-in",
+    "AADNonInteractiveUserSignInLogs": "non-interactive sign-in",
+    "AzureActivity": "ARM operation",
+}
+
+
+def parse(row: Row) -> BreakGlassEvent:
+    source = text(row, "Source", required=True)
+    if source not in SOURCES:
+        raise RowError(f"unexpected source {source!r}")
+    result_type = text(row, "ResultType", limit=64) or ""
+    if source == "AzureActivity":
+        succeeded = result_type.lower() in ("success", "succeeded", "start", "started", "accept", "accepted")
+        result = result_type or "unknown"
+    else:
+        succeeded = result_type == "0"
+        description = text(row, "ResultDescription", limit=200)
+        result = (
+            "success" if succeeded else f"failure {result_type}" + (f": {description}" if description else "")
+        )
+    return BreakGlassEvent(
+        event_id=text(row, "EventId", required=True, limit=64) or "",
+        source=source,
+        time=when(row, "TimeGenerated"),
+        principal=Principal(
+            user_id=object_id(row, "UserId"), user_principal_name=text(row, "UserPrincipalName")
+        ),
+        app=_app(source, text(row, "App", limit=128)),
+        ip_address=text(row, "IPAddress", limit=64),
+        location=(text(row, "Location", limit=128) or "").strip(", ") or None,
+        succeeded=succeeded,
+        result=result,
+        methods=_methods(text(row, "AuthenticationDetails", limit=20_000)),
+        operation=text(row, "Operation", limit=200),
+        user_agent=text(row, "UserAgent", limit=256),
+    )
+
+
+def _app(source: str, app: str | None) -> str | None:
+    # Activity Log rows carry the client's app id, not its name.
+    return client_app_name(app) if source == "AzureActivity" and app else app
+
+
+def _methods(details: str | None) -> tuple[str, ...]:
+    """Methods of the authentication steps; malformed details cost the event its methods, not the event."""
+    if not details:
+        return ()
+    try:
+        steps = json.loads(details)
+    except ValueError:
+        return ("unreadable authentication details",)
+    if not isinstance(steps, list):
+        return ()
+    methods = [str(s.get("authenticationMethod"))[:64] for s in steps if isinstance(s, dict)]
+    return tuple(dict.fromkeys(m for m in methods if m and m != "None"))
+
+
+def _strength(method: str) -> str:
+    lowered = method.lower()
+    if any(s in lowered for s in STRONG_METHODS):
+        return "strong"
+    if any(s in lowered for s in NEUTRAL_METHODS):
+        return "neutral"
+    return "weak"
+
+
+def account_key(principal: Principal, accounts: BreakGlassAccounts) -> str | None:
+    """The configured account an event belongs to: object id first (UPNs can be renamed)."""
+    if principal.user_id and principal.user_id in accounts.object_ids:
+        return principal.user_id
+    upn = (principal.user_principal_name or "").lower()
+    if upn in accounts.upns:
+        return upn
+    return None
+
+
+def evaluate(events: Sequence[BreakGlassEvent], context: Context) -> list[Finding]:
+    by_account: dict[str, list[BreakGlassEvent]] = {}
+    for event in events:
+        key = account_key(event.principal, context.break_glass)
+        if key is not None:  # the query matched it; re-check here, never trust the row alone
+            by_account.setdefault(key, []).append(event)
+    return [_finding(sorted(group, key=lambda e: (e.time, e.event_id))) for group in by_account.values()]
+
+
+def _finding(events: list[BreakGlassEvent]) -> Finding:
+    principal = next((e.principal for e in events if e.principal.user_id), events[0].principal)
+    failures = sum(not e.succeeded for e in events)
+    weak = sum(e.weak_method for e in events)
+    kinds = sorted({SOURCES[e.source] for e in events})
+    return Finding(
+        detection=ID,
+        severity=Severity.CRITICAL,
+        principal=principal,
+        headline=f"Break-glass account used: {principal.label}",
+        facts=(
+            ("Account", principal.label),
+            ("Object id", principal.user_id or "not in the log"),
+            ("Events", f"{len(events)} ({', '.join(kinds)})"),
+            ("Failed", f"{failures} of {len(events)}"),
+            (
+                "Weak sign-in method",
+                f"{weak} event(s) used a method other than FIDO2/passkey or certificate"
+                if weak
+                else "none seen",
+            ),
+            ("First", events[0].time.isoformat(timespec="seconds")),
+            ("Last", events[-1].time.isoformat(timespec="seconds")),
+        ),
+        events=tuple(_line(e) for e in events),
+        event_ids=tuple(e.event_id for e in events),
+        first_time=events[0].time,
+        last_time=events[-1].time,
+    )
+
+
+def _line(event: BreakGlassEvent) -> EventLine:
+    fields = [("What", SOURCES[event.source]), ("Result", event.result)]
+    if event.operation:
+        fields.append(("Operation", event.operation))
+    fields += [
+        ("App", event.app or "unknown"),
+        ("IP", event.ip_address or "unknown"),
+        ("Location", event.location or "unknown"),
+    ]
+    if event.methods:
+        marks = [f"{m} (weak)" if _strength(m) == "weak" else m for m in event.methods]
+        fields.append(("Method", ", ".join(marks)))
+    return EventLine(
+        event_id=event.event_id,
+        time=event.time,
+        source=event.source,
+        fields=tuple(fields),
+        flagged=event.weak_method or not event.succeeded,
+    )
+
+
+# --- cases: raw sign-in and Activity Log rows, run through the KQL above by the tests
+
+BG_ID = "7f6d3c2a-5b4e-4c1d-9a8b-0e1f2a3b4c5d"
+BG_UPN = "bg-admin1@contoso.onmicrosoft.com"
+ACCOUNTS = BreakGlassAccounts(
+    object_ids=frozenset({BG_ID}), upns=frozenset({"bg-admin2@contoso.onmicrosoft.com"})
+)
+FIDO2 = json.dumps([{"authenticationMethod": "FIDO2 security key", "succeeded": True}])
+PASSWORD = json.dumps([{"authenticationMethod": "Password", "succeeded": False}])
+
+
+def _sign_in(event_id: str, user_id: str, upn: str, result: str = "0", details: str = FIDO2) -> dict:
+    return {
+        "TimeGenerated": "2026-11-20T03:12:00Z",
+        "Id": event_id,
+        "UserId": user_id,
+        "UserPrincipalName": upn,
+        "AppDisplayName": "Azure Portal",
+        "AppId": "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+        "IPAddress": "203.0.113.7",
+        "ResultType": result,
+        "AuthenticationDetails": details,
+        "LocationDetails": {"city": "Oslo", "countryOrRegion": "NO"},
+    }
+
+
+CASES = (
+    Case(
+        name="interactive FIDO2 sign-in",
+        rows={"SigninLogs": [_sign_in("s1", BG_ID, BG_UPN)]},
+        findings=1,
+        context=Context(break_glass=ACCOUNTS),
+    ),
+    Case(
+        name="failed password spray in the non-interactive log, matched by UPN in any case",
+        rows={
+            "AADNonInteractiveUserSignInLogs": [
+                {
+                    **_sign_in(f"n{i}", "", "BG-Admin2@Contoso.onmicrosoft.com", "50126", PASSWORD),
+                    "LocationDetails": '{"city": "Lagos"}',
+                }
+                for i in range(3)
+            ]
+        },
+        findings=1,
+        context=Context(break_glass=ACCOUNTS),
+    ),
+    Case(
+        name="a burst across tables is one alert per account",
+        rows={
+            "SigninLogs": [_sign_in("s2", BG_ID, BG_UPN), _sign_in("s3", BG_ID, BG_UPN)],
+            "AzureActivity": [
+                {
+                    "TimeGenerated": "2026-11-20T03:15:00Z",
+                    "EventDataId": "a1",
+                    "Caller": BG_UPN,
+                    "CategoryValue": "Administrative",
+                    "ActivityStatusValue": "Success",
+                    "OperationNameValue": "Microsoft.Authorization/roleAssignments/write",
+                    "Claims": json.dumps(
+                        {"http://schemas.microsoft.com/identity/claims/objectidentifier": BG_ID}
+                    ),
+                }
+            ],
+        },
+        findings=1,
+        context=Context(break_glass=ACCOUNTS),
+    ),
+    Case(
+        name="an ordinary user never fires",
+        rows={"SigninLogs": [_sign_in("s4", "11111111-2222-4333-8444-555555555555", "alice@contoso.com")]},
+        findings=0,
+        context=Context(break_glass=ACCOUNTS),
+    ),
+    Case(
+        name="no accounts configured, nothing fires",
+        rows={"SigninLogs": [_sign_in("s5", BG_ID, BG_UPN)]},
+        findings=0,
+    ),
+)
+
+DETECTION = Detection(
+    id=ID,
+    title="Break-glass account used",
+    severity=Severity.CRITICAL,
+    mitre=("T1078.004",),
+    description=__doc__ or "",
+    runbook=RUNBOOK,
+    false_positives=FALSE_POSITIVES,
+    query_file=Path(__file__).with_suffix(".kql"),
+    parse=parse,
+    evaluate=evaluate,
+    cases=CASES,
+)

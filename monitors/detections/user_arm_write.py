@@ -1,0 +1,276 @@
+"""user-arm-write: a user account performs ARM control-plane writes for the first time.
+
+Why: since mandatory MFA (phase 2), every create/update/delete a *user* sends to Azure Resource
+Manager needs an MFA token. A user account that writes is either a person (fine, once they
+have MFA) or automation hiding in a user object, which breaks under enforcement or gets MFA
+scripted around. Either way a person should look at each new one, once.
+
+Severity: high when any write ran without MFA or failed (automation breaking, or about to);
+medium otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from monitors.detections.base import (
+    Case,
+    Context,
+    Detection,
+    Row,
+    RowError,
+    client_app_name,
+    count,
+    object_id,
+    summarize_list,
+    text,
+    text_list,
+    when,
+)
+from monitors.model import Finding, Principal, Severity
+
+ID = "user-arm-write"
+
+RUNBOOK = (
+    "Find out who or what uses this account: the tools and IP addresses below tell a person "
+    "at a portal from a script on a server.",
+    "A person: make sure they have registered MFA (phishing-resistant for admins); nothing else to do.",
+    "Automation (CLI, PowerShell, Terraform on a schedule, from a server or a pipeline): move it to a "
+    "managed identity (code on Azure), a service principal with a certificate, or federated "
+    "credentials (CI/CD). Then remove the account's Azure role assignments.",
+    "If nobody recognises the activity, treat the account as compromised: revoke its sessions, "
+    "reset its credentials and review what the operations changed.",
+    "Accepted for now (a service account awaiting migration)? Record a waiver with an owner and an expiry.",
+)
+
+FALSE_POSITIVES = (
+    "An administrator's first ARM write from a new account (expected once per person).",
+    "A user added to a group that holds an Azure role: the role assignment type is Group, "
+    "the caller is still "
+    "a user, and this detection correctly treats them as one.",
+    "Activity Log rows without token claims fall back to the Caller column; a workload whose Caller looks "
+    "like an email address would be misread as a user.",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserArmActivity:
+    """One user's ARM writes in one tick, as summarized by the query."""
+
+    principal: Principal
+    rows: int
+    operations: int
+    operation_names: tuple[str, ...]
+    succeeded: int
+    failed: int
+    with_mfa: int
+    without_mfa: int
+    client_app_ids: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    subscriptions: tuple[str, ...]
+    event_ids: tuple[str, ...]
+    first_time: datetime
+    last_time: datetime
+
+
+def parse(row: Row) -> UserArmActivity:
+    upn = text(row, "UserPrincipalName", limit=256)
+    user_id = object_id(row, "UserId")
+    if not user_id and not upn:
+        raise RowError("neither an object id nor a UPN")
+    event_ids = text_list(row, "EventIds", limit=64)
+    if not event_ids:
+        raise RowError("no event ids")
+    return UserArmActivity(
+        principal=Principal(user_id=user_id, user_principal_name=upn.lower() if upn else None),
+        rows=count(row, "Rows"),
+        operations=count(row, "Operations"),
+        operation_names=text_list(row, "OperationNames", limit=200),
+        succeeded=count(row, "Succeeded"),
+        failed=count(row, "Failed"),
+        with_mfa=count(row, "WithMfa"),
+        without_mfa=count(row, "WithoutMfa"),
+        client_app_ids=text_list(row, "ClientAppIds", limit=64),
+        ip_addresses=text_list(row, "IpAddresses", limit=64),
+        subscriptions=text_list(row, "Subscriptions", limit=64),
+        event_ids=event_ids,
+        first_time=when(row, "FirstTime"),
+        last_time=when(row, "LastTime"),
+    )
+
+
+def evaluate(activities: Sequence[UserArmActivity], context: Context) -> list[Finding]:
+    return [_finding(a) for a in activities if a.principal.key not in context.known_principals]
+
+
+def _finding(activity: UserArmActivity) -> Finding:
+    risky = activity.without_mfa > 0 or activity.failed > 0
+    return Finding(
+        detection=ID,
+        severity=Severity.HIGH if risky else Severity.MEDIUM,
+        principal=activity.principal,
+        headline=f"New user account doing ARM writes: {activity.principal.label}",
+        facts=(
+            ("User", activity.principal.label),
+            ("Object id", activity.principal.user_id or "not in the log"),
+            ("Operations", f"{activity.operations} ({activity.rows} log rows)"),
+            ("Operation names", summarize_list(activity.operation_names)),
+            ("Tools", summarize_list([client_app_name(a) for a in activity.client_app_ids]) or "unknown"),
+            ("MFA", _mfa_text(activity)),
+            ("Status", f"{activity.succeeded} succeeded, {activity.failed} failed"),
+            ("IP addresses", summarize_list(activity.ip_addresses)),
+            ("Subscriptions", summarize_list(activity.subscriptions, shown=3)),
+            ("First seen", activity.first_time.isoformat(timespec="seconds")),
+            ("Last seen", activity.last_time.isoformat(timespec="seconds")),
+        ),
+        events=(),
+        event_ids=activity.event_ids,
+        first_time=activity.first_time,
+        last_time=activity.last_time,
+    )
+
+
+def _mfa_text(activity: UserArmActivity) -> str:
+    if activity.without_mfa:
+        return f"NO: {activity.without_mfa} of {activity.rows} rows had a token without MFA"
+    if activity.with_mfa:
+        return "yes, every token had MFA"
+    return "unknown (the rows carry no token claims)"
+
+
+# --- cases: raw AzureActivity rows, run through the KQL above by tests/unit/test_detections.py
+
+ADELE = "9b117c67-170e-4aed-9702-658b3fddc889"
+AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
+UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
+OID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+MANAGED_IDENTITY = (
+    "/subscriptions/x/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a"
+)
+
+
+def _write(event_id: str, caller: str, claims: dict | None, status: str = "Success", **extra: str) -> dict:
+    return {
+        "TimeGenerated": "2026-11-20T10:00:00Z",
+        "EventDataId": event_id,
+        "CorrelationId": f"corr-{event_id}",
+        "CategoryValue": "Administrative",
+        "OperationNameValue": "MICROSOFT.WEB/SITES/DELETE",
+        "ActivityStatusValue": status,
+        "Caller": caller,
+        "CallerIpAddress": "37.142.150.162",
+        "SubscriptionId": "8f153238-e602-427e-a7c0-3043fbe50918",
+        "Claims": "" if claims is None else json.dumps(claims),
+        **extra,
+    }
+
+
+_USER_CLAIMS = {
+    "appid": "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+    AMR: "pwd",
+    UPN: "AdeleV@contoso.com",
+    OID: ADELE,
+}
+
+CASES = (
+    Case(
+        name="user with a password-only portal token",
+        rows={"AzureActivity": [_write("e1", "AdeleV@contoso.com", _USER_CLAIMS)]},
+        findings=1,
+    ),
+    Case(
+        name="duplicate rows and a Start/Success pair make one finding",
+        rows={
+            "AzureActivity": [
+                _write("e1", "AdeleV@contoso.com", _USER_CLAIMS, status="Start", CorrelationId="op-1"),
+                _write("e2", "AdeleV@contoso.com", _USER_CLAIMS, CorrelationId="op-1"),
+                _write("e2", "AdeleV@contoso.com", _USER_CLAIMS, CorrelationId="op-1"),
+            ]
+        },
+        findings=1,
+    ),
+    Case(
+        name="user through a group role assignment is still a user",
+        rows={
+            "AzureActivity": [
+                _write(
+                    "e3",
+                    "AdeleV@contoso.com",
+                    _USER_CLAIMS,
+                    Authorization='{"evidence":{"principalType":"Group"}}',
+                )
+            ]
+        },
+        findings=1,
+    ),
+    Case(
+        name="no claims: a Caller with @ is a user",
+        rows={"AzureActivity": [_write("e4", "ops@contoso.com", None)]},
+        findings=1,
+    ),
+    Case(
+        name="managed identity never fires",
+        rows={
+            "AzureActivity": [
+                _write(
+                    "e5",
+                    "0b3c4d5e-1111-4222-8333-444455556666",
+                    {
+                        "idtyp": "app",
+                        "xms_mirid": MANAGED_IDENTITY,
+                    },
+                )
+            ]
+        },
+        findings=0,
+    ),
+    Case(
+        name="service principal never fires, even with a UPN-like caller",
+        rows={
+            "AzureActivity": [
+                _write(
+                    "e6",
+                    "deploy@contoso.com",
+                    {"idtyp": "app", "appid": "11111111-2222-4333-8444-555555555555"},
+                )
+            ]
+        },
+        findings=0,
+    ),
+    Case(
+        name="a user already in the baseline does not fire again",
+        rows={"AzureActivity": [_write("e7", "AdeleV@contoso.com", _USER_CLAIMS)]},
+        findings=0,
+        context=Context(known_principals=frozenset({ADELE})),
+    ),
+    Case(
+        name="reads and non-administrative categories are ignored",
+        rows={
+            "AzureActivity": [
+                _write(
+                    "e8", "AdeleV@contoso.com", _USER_CLAIMS, OperationNameValue="Microsoft.Web/sites/read"
+                ),
+                _write("e9", "AdeleV@contoso.com", _USER_CLAIMS, CategoryValue="Policy"),
+            ]
+        },
+        findings=0,
+    ),
+)
+
+DETECTION = Detection(
+    id=ID,
+    title="User account performs ARM writes for the first time",
+    severity=Severity.HIGH,
+    mitre=("T1078.004",),
+    description=__doc__ or "",
+    runbook=RUNBOOK,
+    false_positives=FALSE_POSITIVES,
+    query_file=Path(__file__).with_suffix(".kql"),
+    parse=parse,
+    evaluate=evaluate,
+    cases=CASES,
+)

@@ -1,0 +1,42 @@
+"""One devstack per test session: real HTTPS endpoints on 127.0.0.1, real SDK clients."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from devstack.stack import Devstack
+
+
+@pytest.fixture(scope="session")
+def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devstack]:
+    state = tmp_path_factory.mktemp("devstack")
+    with Devstack(state_dir=state, data_dir=state / "logs") as stack:
+        yield stack
+
+
+@pytest.fixture
+def app_env(devstack: Devstack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The devstack's app settings in the process environment, as the Functions host sets them."""
+    devstack.log_analytics.clear()
+    devstack.teams.clear()
+    settings = devstack.app_settings(STATE_TABLE_PREFIX=f"t{abs(hash(monkeypatch)) % 10**8}")
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    return settings
+
+
+@pytest.fixture
+def function_app(app_env: dict[str, str]) -> Iterator[ModuleType]:
+    """function_app.py imported fresh, so it validates this test's settings at start-up."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    sys.modules.pop("function_app", None)
+    module = importlib.import_module("function_app")
+    yield module
+    sys.modules.pop("function_app", None)
+    sys.path.pop(0)
