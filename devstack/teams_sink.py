@@ -337,6 +337,8 @@ class TeamsSink:
         """Fail the next ``count`` requests to ``name`` (or to every webhook); mode "none" clears."""
         if mode not in FAULT_MODES:
             raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}")
+        if count is not None and count < 1:
+            raise ValueError("count must be at least 1 (omit it for 'until reset')")
         with self._lock:
             if mode == "none":
                 self._faults.pop(name, None)
@@ -553,16 +555,19 @@ class _Handler(JsonHandler):
 
     def _admin_faults(self) -> None:
         spec = self._read_json()
-        if not isinstance(spec, dict) or spec.get("mode") not in FAULT_MODES:
-            self.send_json(400, _error("BadRequest", f"need JSON with mode in {sorted(FAULT_MODES)}"))
+        try:
+            if not isinstance(spec, dict):
+                raise ValueError("need a JSON object")
+            self.sink.set_fault(
+                str(spec.get("mode")),
+                name=spec.get("name"),
+                count=None if spec.get("count") is None else int(spec["count"]),
+                retry_after=int(spec.get("retry_after", 1)),
+                delay=float(spec.get("delay", 1.0)),
+            )
+        except (TypeError, ValueError) as exc:
+            self.send_json(400, _error("BadRequest", f"bad fault: {exc}"))
             return
-        self.sink.set_fault(
-            spec["mode"],
-            name=spec.get("name"),
-            count=None if spec.get("count") is None else int(spec["count"]),
-            retry_after=int(spec.get("retry_after", 1)),
-            delay=float(spec.get("delay", 1.0)),
-        )
         self.send_json(200, self.sink.faults())
 
     def _admin_signatures(self) -> None:
