@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from monitors.adapters.log_analytics import LogAnalyticsReader
 from monitors.adapters.table_store import TableStore
 from monitors.adapters.teams import WebhookPoster
+from monitors.detections import DETECTIONS
 from monitors.settings import Settings, load_settings
-from monitors.tick import TickReport, run_tick
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Services:
-    settings: Settings
-    logs: LogAnalyticsReader
-    store: TableStore
-    teams: WebhookPoster
+from monitors.tick import Services, TickReport, run_tick
 
 
 def build_services(settings: Settings) -> Services:
@@ -35,12 +27,11 @@ def build_services(settings: Settings) -> Services:
     logs_client = LogsQueryClient(
         credential, endpoint=settings.log_analytics_endpoint, audience=settings.log_analytics_audience
     )
+    tables = TableServiceClient(settings.table_endpoint, credential=credential)
     return Services(
         settings=settings,
         logs=LogAnalyticsReader(logs_client, settings.workspace_id),
-        store=TableStore(
-            TableServiceClient(settings.table_endpoint, credential=credential), settings.table_prefix
-        ),
+        store=TableStore(tables, settings.table_prefix),
         teams=WebhookPoster(requests.Session()),
     )
 
@@ -50,10 +41,4 @@ def services_from_environment(env: Mapping[str, str] | None = None) -> Services:
 
 
 def tick(services: Services, now: datetime | None = None) -> TickReport:
-    return run_tick(
-        logs=services.logs,
-        store=services.store,
-        workspace_id=services.settings.workspace_id,
-        late_arrival=timedelta(hours=services.settings.late_arrival_hours),
-        now=now or datetime.now(UTC),
-    )
+    return run_tick(services, DETECTIONS, now or datetime.now(UTC))

@@ -7,9 +7,10 @@ same query text and the same parsing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 
 from monitors import kql
 from monitors.adapters.log_analytics import LogsReader
@@ -47,8 +48,20 @@ def render_query(detection: Detection, values: Mapping[str, object]) -> str:
     return kql.render(template, {name: values[name] for name in declared})
 
 
+class Memory(Protocol):
+    """What earlier ticks alerted on; None in the detection case tests (the case gives the context)."""
+
+    def known_principals(self, detection: str, principal_keys: Iterable[str]) -> frozenset[str]: ...
+    def seen_events(self, detection: str, earliest: datetime, latest: datetime) -> frozenset[str]: ...
+
+
 def run_detection(
-    detection: Detection, logs: LogsReader, window: Window, context: Context, now: datetime
+    detection: Detection,
+    logs: LogsReader,
+    window: Window,
+    context: Context,
+    now: datetime,
+    memory: Memory | None = None,
 ) -> DetectionRun:
     query = render_query(detection, query_values(window, context))
     rows = logs.query(query, start=window.earliest_time, end=max(now, window.end))
@@ -59,6 +72,12 @@ def run_detection(
         except RowError as error:
             if len(reasons) < MAX_REASONS:
                 reasons.append(f"row {index}: {error}")
+    if memory is not None and detection.dedupe == "principal":
+        keys = {o.principal.key for o in observations}
+        context = replace(context, known_principals=memory.known_principals(detection.id, keys))
+    elif memory is not None:
+        seen = memory.seen_events(detection.id, window.earliest_time, max(now, window.end))
+        context = replace(context, seen_event_ids=seen)
     skipped = len(rows) - len(observations)
     if skipped:
         log.warning("%s: skipped %d malformed rows, e.g. %s", detection.id, skipped, "; ".join(reasons))

@@ -73,6 +73,7 @@ class Settings:
     break_glass: BreakGlassAccounts
     schedule: str
     history_base_url: str | None
+    portal_url: str
     managed_identity_client_id: str | None
     late_arrival_hours: int
 
@@ -103,9 +104,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         table_prefix=read("STATE_TABLE_PREFIX", _table_prefix, "mfamon"),
         webhooks=_read_webhooks(env, allowed_hosts, problems),
         allowed_webhook_hosts=allowed_hosts,
-        break_glass=read("BREAK_GLASS_ACCOUNTS", _break_glass, BreakGlassAccounts()),
+        break_glass=read("BREAK_GLASS_ACCOUNTS", parse_break_glass, BreakGlassAccounts()),
         schedule=read("MONITOR_SCHEDULE", _schedule, "", required=True),
         history_base_url=read("HISTORY_BASE_URL", _https_url, None),
+        portal_url=read("AZURE_PORTAL_URL", _https_url, "https://portal.azure.com"),
         managed_identity_client_id=read("AZURE_CLIENT_ID", _guid, None),
         late_arrival_hours=read("LATE_ARRIVAL_HOURS", _late_arrival_hours, 48),
     )
@@ -178,7 +180,8 @@ def _host_patterns(raw: str) -> tuple[str, ...]:
     return patterns
 
 
-def _break_glass(raw: str) -> BreakGlassAccounts:
+def parse_break_glass(raw: str) -> BreakGlassAccounts:
+    """Object ids and/or UPNs separated by commas, semicolons or spaces."""
     object_ids, upns = set(), set()
     for item in re.split(r"[,;\s]+", raw):
         if not item:
@@ -226,6 +229,7 @@ _HINTS = {
     "BREAK_GLASS_ACCOUNTS": "List object ids (preferred) or UPNs, separated by commas.",
     "MONITOR_SCHEDULE": "The timer trigger reads it too; for every 5 minutes use '0 */5 * * * *'.",
     "HISTORY_BASE_URL": "Use the Function App's https URL, or leave unset.",
+    "AZURE_PORTAL_URL": "Leave unset for public Azure; https://portal.azure.us for US Gov.",
     "AZURE_CLIENT_ID": "Use the client id of the user-assigned managed identity, or leave unset.",
     "LATE_ARRIVAL_HOURS": "Leave unset for 48.",
 }

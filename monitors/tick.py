@@ -1,8 +1,8 @@
-"""One monitoring tick: the imperative shell around the pure core.
+"""One monitoring tick: the imperative shell around the pure detections.
 
-watermark -> query -> (detections arrive with the detection issue) -> advance watermark.
-Until detections exist the tick only reports what reached the workspace: it never claims to
-have checked anything it did not check.
+recover the outbox -> per detection: watermark -> query -> evaluate -> waivers -> store alerts
+-> advance watermark; then deliver what is due. A query that fails leaves its watermark where
+it was (the next tick reads the same rows); a Teams outage only delays delivery.
 """
 
 from __future__ import annotations
@@ -10,56 +10,182 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from monitors import kql, watermark
-from monitors.adapters.log_analytics import LogsReader
+from monitors import alerts, cards, watermark
+from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StateStore
+from monitors.adapters.teams import TeamsPoster
+from monitors.detections.base import Context, Detection
+from monitors.model import Alert, Finding
+from monitors.pipeline import run_detection
+from monitors.settings import Settings, Webhook
+from monitors.state import AlertState, OutboxEntry
 
 log = logging.getLogger("monitors.tick")
 
-QUERIES = Path(__file__).parent / "queries"
-SOURCE_ACTIVITY = "source_activity"
+DELIVERY_BUDGET_S = 120.0  # leave the rest of the function timeout to the next tick
+
+# The waiver hook: returns a reason when an accepted exception covers the finding.
+WaiverCheck = Callable[[Finding, datetime], str | None]
+
+
+def no_waivers(finding: Finding, now: datetime) -> str | None:
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    settings: Settings
+    logs: LogsReader
+    store: StateStore
+    teams: TeamsPoster
+    waivers: WaiverCheck = no_waivers
+
+
+@dataclass(slots=True, kw_only=True)
 class TickReport:
-    window: watermark.Window
-    rows_by_source: dict[str, int]
-    duration_s: float
+    rows: dict[str, int] = field(default_factory=dict)
+    skipped_rows: dict[str, int] = field(default_factory=dict)
+    findings: int = 0
+    alerts_stored: int = 0
+    waived: int = 0
+    recovered: int = 0
+    delivered: int = 0
+    retried: int = 0
+    delivery_failures: int = 0
+    query_errors: list[str] = field(default_factory=list)
+    durations_s: dict[str, float] = field(default_factory=dict)
+    new_alerts: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        """One structured line per tick, for App Insights queries and for people."""
-        return json.dumps(
-            {
-                "event": "tick",
-                "window_start": self.window.start.isoformat(),
-                "window_end": self.window.end.isoformat(),
-                "rows": self.rows_by_source,
-                "rows_total": sum(self.rows_by_source.values()),
-                "duration_s": round(self.duration_s, 3),
-            },
-            sort_keys=True,
-        )
+        """One structured line per tick: what App Insights queries and on-call read."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "new_alerts"}
+        return json.dumps({"event": "tick", **data}, sort_keys=True, default=str)
 
 
-def run_tick(
-    *, logs: LogsReader, store: StateStore, workspace_id: str, late_arrival: timedelta, now: datetime
-) -> TickReport:
+def run_tick(services: Services, detections: Sequence[Detection], now: datetime) -> TickReport:
+    report = TickReport()
+    state = AlertState(services.store)
+    settings = services.settings
+    late = timedelta(hours=settings.late_arrival_hours)
+
     started = time.perf_counter()
-    mark = watermark.read(store, workspace_id, SOURCE_ACTIVITY)
-    window = watermark.next_window(mark.ingested_up_to, now, late_arrival)
-    query = kql.render(
-        kql.load(QUERIES / f"{SOURCE_ACTIVITY}.kql"),
-        {"EarliestTime": window.earliest_time, "WatermarkStart": window.start, "WatermarkEnd": window.end},
-    )
-    rows = logs.query(query, start=window.earliest_time, end=now)
-    rows_by_source = {str(r["SourceTable"]): int(r["Rows"]) for r in rows}
-    watermark.advance(store, workspace_id, SOURCE_ACTIVITY, mark, window.end)
-    report = TickReport(
-        window=window, rows_by_source=rows_by_source, duration_s=time.perf_counter() - started
-    )
+    report.recovered = _recover(state, detections, now, late)
+    for detection in detections:
+        _detect(services, state, detection, now, late, report)
+    report.durations_s["detect"] = round(time.perf_counter() - started, 3)
+
+    started = time.perf_counter()
+    _deliver(services, state, detections, now, report)
+    report.durations_s["deliver"] = round(time.perf_counter() - started, 3)
     log.info(report.summary())
     return report
+
+
+def _recover(state: AlertState, detections: Sequence[Detection], now: datetime, late: timedelta) -> int:
+    """Finish alerts a crashed tick stored but did not commit, before anything reads the memory."""
+    dedupe = {d.id: d.dedupe for d in detections}
+    recovered = 0
+    for entry in state.outbox():
+        if not entry.committed:
+            state.commit(entry, dedupe.get(entry.alert.finding.detection, "event"), (now - 2 * late, now))
+            recovered += 1
+    return recovered
+
+
+def _detect(
+    services: Services,
+    state: AlertState,
+    detection: Detection,
+    now: datetime,
+    late: timedelta,
+    report: TickReport,
+) -> None:
+    settings = services.settings
+    mark = watermark.read(services.store, settings.workspace_id, detection.id)
+    window = watermark.next_window(mark.ingested_up_to, now, late)
+    context = Context(break_glass=settings.break_glass)
+    try:
+        run = run_detection(detection, services.logs, window, context, now, memory=state)
+    except QueryFailed as error:
+        report.query_errors.append(f"{detection.id}: {error}")
+        log.error(
+            "%s: query failed, watermark stays at %s: %s", detection.id, window.start.isoformat(), error
+        )
+        return
+    report.rows[detection.id] = run.rows
+    report.skipped_rows[detection.id] = run.skipped
+    report.findings += len(run.findings)
+    for alert in alerts.make_alerts(run.findings, now):
+        waiver = services.waivers(alert.finding, now)
+        targets = () if waiver else _targets(alert, settings.webhooks)
+        entry = state.enqueue(alert, targets, now, status="waived" if waiver else "new")
+        state.commit(entry, detection.dedupe, (window.earliest_time, now))
+        report.alerts_stored += 1
+        report.waived += bool(waiver)
+        report.new_alerts.append(alert.alert_id)
+    watermark.advance(services.store, settings.workspace_id, detection.id, mark, window.end)
+
+
+def _targets(alert: Alert, webhooks: Sequence[Webhook]) -> tuple[str, ...]:
+    return tuple(w.name for w in webhooks if alert.finding.severity.at_least(w.min_severity))
+
+
+def _deliver(
+    services: Services, state: AlertState, detections: Sequence[Detection], now: datetime, report: TickReport
+) -> None:
+    by_id = {d.id: d for d in detections}
+    webhooks = {w.name: w for w in services.settings.webhooks}
+    links = cards.CardLinks(history_url=None, portal_url=services.settings.portal_url)
+    throttled: set[str] = set()  # webhooks that said 429/5xx/unreachable: not again this tick
+    deadline = time.monotonic() + DELIVERY_BUDGET_S
+    due = [e for e in state.outbox() if e.committed and e.pending_targets and e.next_attempt_at <= now]
+    for entry in sorted(due, key=_priority):
+        if time.monotonic() > deadline:
+            break
+        detection = by_id.get(entry.alert.finding.detection)
+        if detection is None:
+            continue  # a detection switched off since; its alert stays in the outbox and history
+        message = cards.build_message(entry.alert, detection, _links(services.settings, entry.alert, links))
+        delivered, errors, retry_after = [], [], None
+        for name in entry.pending_targets:
+            webhook = webhooks.get(name)
+            if webhook is None:
+                errors.append(f"{name}: no longer configured")
+                continue
+            if name in throttled:
+                errors.append(f"{name}: deferred, the webhook refused an earlier message this tick")
+                continue
+            result = services.teams.post(webhook, message)
+            if result.delivered:
+                delivered.append(name)
+                continue
+            errors.append(f"{name}: {result.error}")
+            retry_after = max(retry_after or 0.0, result.retry_after_s or 0.0) or None
+            if result.status is None or result.status == 429 or result.status >= 500:
+                throttled.add(name)
+        state.record_attempt(
+            entry,
+            tuple(delivered),
+            "; ".join(errors) or None,
+            alerts.next_attempt(entry.attempts + 1, now, retry_after),
+            now,
+        )
+        report.delivered += len(delivered) > 0 and len(delivered) == len(entry.pending_targets)
+        report.retried += entry.attempts > 0
+        report.delivery_failures += bool(errors)
+
+
+def _priority(entry: OutboxEntry) -> tuple[int, datetime]:
+    return (-entry.alert.finding.severity.rank, entry.alert.created_at)
+
+
+def _links(settings: Settings, alert: Alert, base: cards.CardLinks) -> cards.CardLinks:
+    if not settings.history_base_url:
+        return base
+    return cards.CardLinks(
+        history_url=f"{settings.history_base_url}/api/alerts/{alert.alert_id}", portal_url=base.portal_url
+    )

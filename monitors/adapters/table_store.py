@@ -21,6 +21,7 @@ class StateStore(Protocol):
     def insert(self, table: str, entity: Mapping[str, Any]) -> bool: ...
     def replace(self, table: str, entity: Mapping[str, Any], etag: str | None) -> None: ...
     def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int: ...
+    def delete(self, table: str, partition_key: str, row_key: str) -> None: ...
     def query(self, table: str, query_filter: str, parameters: Mapping[str, Any]) -> Iterator[Entity]: ...
 
 
@@ -93,6 +94,10 @@ class TableStore:
                 used += 1
         self.transactions += used
         return used
+
+    def delete(self, table: str, partition_key: str, row_key: str) -> None:
+        self.transactions += 1
+        self._table(table).delete_entity(partition_key, row_key)  # absent already: not an error
 
     def query(self, table: str, query_filter: str, parameters: Mapping[str, Any]) -> Iterator[Entity]:
         self.transactions += 1

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from monitors.model import Finding, Severity
 from monitors.settings import BreakGlassAccounts
@@ -32,7 +32,8 @@ class Context:
     """Everything outside the rows that a detection may consult; assembled by the shell."""
 
     break_glass: BreakGlassAccounts = field(default_factory=BreakGlassAccounts)
-    known_principals: frozenset[str] = frozenset()  # this detection's baseline
+    known_principals: frozenset[str] = frozenset()  # principals that already alerted (dedupe="principal")
+    seen_event_ids: frozenset[str] = frozenset()  # events that already alerted (dedupe="event")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +56,8 @@ class Detection:
     runbook: tuple[str, ...]
     false_positives: tuple[str, ...]
     query_file: Path
+    # "principal": alert once per principal, ever (a baseline); "event": alert every event exactly once.
+    dedupe: Literal["principal", "event"]
     parse: Callable[[Row], Any]
     evaluate: Callable[[Sequence[Any], Context], list[Finding]]
     cases: tuple[Case, ...] = field(default=())

@@ -157,6 +157,8 @@ def account_key(principal: Principal, accounts: BreakGlassAccounts) -> str | Non
 def evaluate(events: Sequence[BreakGlassEvent], context: Context) -> list[Finding]:
     by_account: dict[str, list[BreakGlassEvent]] = {}
     for event in events:
+        if event.event_id in context.seen_event_ids:
+            continue  # alerted by an earlier tick (overlapping window, duplicate row, crash recovery)
         key = account_key(event.principal, context.break_glass)
         if key is not None:  # the query matched it; re-check here, never trust the row alone
             by_account.setdefault(key, []).append(event)
@@ -226,7 +228,7 @@ FIDO2 = json.dumps([{"authenticationMethod": "FIDO2 security key", "succeeded": 
 PASSWORD = json.dumps([{"authenticationMethod": "Password", "succeeded": False}])
 
 
-def _sign_in(event_id: str, user_id: str, upn: str, result: str = "0", details: str = FIDO2) -> dict:
+def sign_in_row(event_id: str, user_id: str, upn: str, result: str = "0", details: str = FIDO2) -> dict:
     return {
         "TimeGenerated": "2026-11-20T03:12:00Z",
         "Id": event_id,
@@ -244,7 +246,7 @@ def _sign_in(event_id: str, user_id: str, upn: str, result: str = "0", details: 
 CASES = (
     Case(
         name="interactive FIDO2 sign-in",
-        rows={"SigninLogs": [_sign_in("s1", BG_ID, BG_UPN)]},
+        rows={"SigninLogs": [sign_in_row("s1", BG_ID, BG_UPN)]},
         findings=1,
         context=Context(break_glass=ACCOUNTS),
     ),
@@ -253,7 +255,7 @@ CASES = (
         rows={
             "AADNonInteractiveUserSignInLogs": [
                 {
-                    **_sign_in(f"n{i}", "", "BG-Admin2@Contoso.onmicrosoft.com", "50126", PASSWORD),
+                    **sign_in_row(f"n{i}", "", "BG-Admin2@Contoso.onmicrosoft.com", "50126", PASSWORD),
                     "LocationDetails": '{"city": "Lagos"}',
                 }
                 for i in range(3)
@@ -265,7 +267,7 @@ CASES = (
     Case(
         name="a burst across tables is one alert per account",
         rows={
-            "SigninLogs": [_sign_in("s2", BG_ID, BG_UPN), _sign_in("s3", BG_ID, BG_UPN)],
+            "SigninLogs": [sign_in_row("s2", BG_ID, BG_UPN), sign_in_row("s3", BG_ID, BG_UPN)],
             "AzureActivity": [
                 {
                     "TimeGenerated": "2026-11-20T03:15:00Z",
@@ -285,13 +287,19 @@ CASES = (
     ),
     Case(
         name="an ordinary user never fires",
-        rows={"SigninLogs": [_sign_in("s4", "11111111-2222-4333-8444-555555555555", "alice@contoso.com")]},
+        rows={"SigninLogs": [sign_in_row("s4", "11111111-2222-4333-8444-555555555555", "alice@contoso.com")]},
         findings=0,
         context=Context(break_glass=ACCOUNTS),
     ),
     Case(
+        name="events that already alerted are not alerted again",
+        rows={"SigninLogs": [sign_in_row("s6", BG_ID, BG_UPN)]},
+        findings=0,
+        context=Context(break_glass=ACCOUNTS, seen_event_ids=frozenset({"s6"})),
+    ),
+    Case(
         name="no accounts configured, nothing fires",
-        rows={"SigninLogs": [_sign_in("s5", BG_ID, BG_UPN)]},
+        rows={"SigninLogs": [sign_in_row("s5", BG_ID, BG_UPN)]},
         findings=0,
     ),
 )
@@ -305,6 +313,7 @@ DETECTION = Detection(
     runbook=RUNBOOK,
     false_positives=FALSE_POSITIVES,
     query_file=Path(__file__).with_suffix(".kql"),
+    dedupe="event",
     parse=parse,
     evaluate=evaluate,
     cases=CASES,

@@ -153,7 +153,7 @@ MANAGED_IDENTITY = (
 )
 
 
-def _write(event_id: str, caller: str, claims: dict | None, status: str = "Success", **extra: str) -> dict:
+def arm_row(event_id: str, caller: str, claims: dict | None, status: str = "Success", **extra: str) -> dict:
     return {
         "TimeGenerated": "2026-11-20T10:00:00Z",
         "EventDataId": event_id,
@@ -179,16 +179,16 @@ _USER_CLAIMS = {
 CASES = (
     Case(
         name="user with a password-only portal token",
-        rows={"AzureActivity": [_write("e1", "AdeleV@contoso.com", _USER_CLAIMS)]},
+        rows={"AzureActivity": [arm_row("e1", "AdeleV@contoso.com", _USER_CLAIMS)]},
         findings=1,
     ),
     Case(
         name="duplicate rows and a Start/Success pair make one finding",
         rows={
             "AzureActivity": [
-                _write("e1", "AdeleV@contoso.com", _USER_CLAIMS, status="Start", CorrelationId="op-1"),
-                _write("e2", "AdeleV@contoso.com", _USER_CLAIMS, CorrelationId="op-1"),
-                _write("e2", "AdeleV@contoso.com", _USER_CLAIMS, CorrelationId="op-1"),
+                arm_row("e1", "AdeleV@contoso.com", _USER_CLAIMS, status="Start", CorrelationId="op-1"),
+                arm_row("e2", "AdeleV@contoso.com", _USER_CLAIMS, CorrelationId="op-1"),
+                arm_row("e2", "AdeleV@contoso.com", _USER_CLAIMS, CorrelationId="op-1"),
             ]
         },
         findings=1,
@@ -197,7 +197,7 @@ CASES = (
         name="user through a group role assignment is still a user",
         rows={
             "AzureActivity": [
-                _write(
+                arm_row(
                     "e3",
                     "AdeleV@contoso.com",
                     _USER_CLAIMS,
@@ -209,14 +209,14 @@ CASES = (
     ),
     Case(
         name="no claims: a Caller with @ is a user",
-        rows={"AzureActivity": [_write("e4", "ops@contoso.com", None)]},
+        rows={"AzureActivity": [arm_row("e4", "ops@contoso.com", None)]},
         findings=1,
     ),
     Case(
         name="managed identity never fires",
         rows={
             "AzureActivity": [
-                _write(
+                arm_row(
                     "e5",
                     "0b3c4d5e-1111-4222-8333-444455556666",
                     {
@@ -232,7 +232,7 @@ CASES = (
         name="service principal never fires, even with a UPN-like caller",
         rows={
             "AzureActivity": [
-                _write(
+                arm_row(
                     "e6",
                     "deploy@contoso.com",
                     {"idtyp": "app", "appid": "11111111-2222-4333-8444-555555555555"},
@@ -243,7 +243,7 @@ CASES = (
     ),
     Case(
         name="a user already in the baseline does not fire again",
-        rows={"AzureActivity": [_write("e7", "AdeleV@contoso.com", _USER_CLAIMS)]},
+        rows={"AzureActivity": [arm_row("e7", "AdeleV@contoso.com", _USER_CLAIMS)]},
         findings=0,
         context=Context(known_principals=frozenset({ADELE})),
     ),
@@ -251,10 +251,10 @@ CASES = (
         name="reads and non-administrative categories are ignored",
         rows={
             "AzureActivity": [
-                _write(
+                arm_row(
                     "e8", "AdeleV@contoso.com", _USER_CLAIMS, OperationNameValue="Microsoft.Web/sites/read"
                 ),
-                _write("e9", "AdeleV@contoso.com", _USER_CLAIMS, CategoryValue="Policy"),
+                arm_row("e9", "AdeleV@contoso.com", _USER_CLAIMS, CategoryValue="Policy"),
             ]
         },
         findings=0,
@@ -270,6 +270,7 @@ DETECTION = Detection(
     runbook=RUNBOOK,
     false_positives=FALSE_POSITIVES,
     query_file=Path(__file__).with_suffix(".kql"),
+    dedupe="principal",
     parse=parse,
     evaluate=evaluate,
     cases=CASES,

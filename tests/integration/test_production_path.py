@@ -6,15 +6,17 @@ import json
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 
-import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 from azure.identity import ManagedIdentityCredential
 
 from devstack.identity import verify_token
 from devstack.stack import Devstack
+from monitors import watermark
 from monitors.adapters.log_analytics import QueryFailed
 from monitors.adapters.table_store import StaleWrite
 from monitors.bootstrap import services_from_environment
+from monitors.detections.user_arm_write import arm_row
 from monitors.settings import Webhook
 
 
@@ -65,15 +67,12 @@ def test_log_analytics_reader_returns_typed_rows(devstack: Devstack, app_env: di
         start=now - timedelta(hours=1),
         end=now,
     )
-    assert rows == [
-        {
-            "Id": "row-1",
-            "TimeGenerated": rows[0]["TimeGenerated"],
-            "IsInteractive": True,
-            "Status": '{"errorCode":0}',
-        }
-    ] or rows[0]["Status"] in ('{"errorCode":0}', '{"errorCode": 0}')
-    assert isinstance(rows[0]["TimeGenerated"], datetime)
+    (row,) = rows
+    assert row["Id"] == "row-1"
+    assert row["IsInteractive"] is True
+    assert json.loads(row["Status"]) == {"errorCode": 0}  # dynamic columns arrive as JSON text
+    assert isinstance(row["TimeGenerated"], datetime)  # the SDK types datetime columns
+    assert abs(row["TimeGenerated"] - (now - timedelta(minutes=3))) < timedelta(seconds=1)
     with pytest.raises(QueryFailed, match="NoSuchColumn"):
         reader.query("SigninLogs | where NoSuchColumn == 1", start=now - timedelta(hours=1), end=now)
 
@@ -101,45 +100,31 @@ def test_webhook_poster_reports_429_without_leaking_the_url(devstack: Devstack, 
     assert "sig=" not in (result.error or "")
 
 
-def test_timer_function_runs_a_tick_and_moves_the_watermark(
+def test_timer_function_runs_a_tick_through_the_real_function_code(
     devstack: Devstack, function_app: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
     now = datetime.now(UTC)
-    late = now - timedelta(hours=30)  # generated long ago, ingested just now: must still be counted
+    write = arm_row("w-1", "ops@contoso.com", None)  # no claims: the Caller decides (a user)
     devstack.log_analytics.ingest(
         "AzureActivity",
         [
-            {
-                "TimeGenerated": late.isoformat(),
-                "EventDataId": "late-1",
-                "_IngestionTime": (now - timedelta(minutes=5)).isoformat(),
-            },
-            {"TimeGenerated": now.isoformat(), "EventDataId": "future-1", "_IngestionTime": now.isoformat()},
+            {**write, "TimeGenerated": (now - timedelta(hours=30)).isoformat(),
+             "_IngestionTime": (now - timedelta(minutes=5)).isoformat()},
+            # ingested "now": past the window end (visibility lag), so it belongs to the next tick
+            {**arm_row("w-2", "ops2@contoso.com", None), "_IngestionTime": now.isoformat()},
         ],
-    )
-    devstack.log_analytics.ingest(
-        "SigninLogs",
-        [
-            {
-                "TimeGenerated": late.isoformat(),
-                "Id": "s-1",
-                "_IngestionTime": (now - timedelta(minutes=4)).isoformat(),
-            }
-        ],
-    )
+    )  # fmt: skip
     (timer_function,) = [
         f for f in function_app.app.get_functions() if f.get_function_name() == "monitor_tick"
     ]
     with caplog.at_level("INFO", logger="monitors.tick"):
-        timer_function.get_user_function()(func.TimerRequest(past_due=False))
+        timer_function.get_user_function()(TimerRequest(past_due=False))
 
     (summary,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "monitors.tick"]
-    # The row ingested "now" is past the window end (visibility lag): it belongs to the next tick.
-    assert summary["rows"] == {"AzureActivity": 1, "SigninLogs": 1}
-
-    from monitors import watermark
-
+    assert summary["rows"] == {"user-arm-write": 1, "break-glass-use": 0}
+    assert summary["alerts_stored"] == 1
+    assert summary["delivered"] == 1
     store = services_from_environment().store
-    mark = watermark.read(store, devstack.workspace_id, "source_activity")
+    mark = watermark.read(store, devstack.workspace_id, "user-arm-write")
     assert mark.ingested_up_to is not None
     assert now - timedelta(minutes=3) < mark.ingested_up_to <= now

@@ -1,0 +1,232 @@
+"""The monitor's memory in Table Storage: outbox, alert history, seen events, baseline.
+
+Write order is what makes a crash harmless:
+1. the alert goes into the outbox (the source of truth until it is committed);
+2. committing writes its history entry, its seen-event / baseline markers, then flags the
+   outbox entry committed; a tick that finds an uncommitted entry finishes the job first;
+3. only then does the watermark move; delivery comes last and is retried from the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from monitors import alerts
+from monitors.adapters.table_store import StateStore
+from monitors.model import Alert
+
+OUTBOX, HISTORY, SEEN, BASELINE = "outbox", "alerts", "seen", "baseline"
+OUTBOX_PARTITION, HISTORY_PARTITION = "outbox", "alert"
+CHUNK_CHARS = 30_000  # a string property holds at most 64 KiB of UTF-16
+
+
+def key(value: str) -> str:
+    """Table keys may not hold / \\ # ? or control characters; UPNs of guests contain '#'."""
+    return quote(value, safe="@.-_~!$&'()*+,;=:")
+
+
+def pack(data: Any) -> dict[str, Any]:
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
+    return {"PayloadParts": len(chunks), **{f"Payload{i}": chunk for i, chunk in enumerate(chunks)}}
+
+
+def unpack(entity: dict[str, Any]) -> Any:
+    return json.loads("".join(entity[f"Payload{i}"] for i in range(int(entity["PayloadParts"]))))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxEntry:
+    alert: Alert
+    committed: bool
+    status: str  # "new", or "waived" when an accepted exception covers it (never delivered)
+    pending_targets: tuple[str, ...]  # webhook names still to deliver to
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    etag: str | None
+
+
+class AlertState:
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    # --- what detections consult
+
+    def known_principals(self, detection: str, principal_keys: Iterable[str]) -> frozenset[str]:
+        return frozenset(k for k in set(principal_keys) if self.store.get(BASELINE, detection, key(k)))
+
+    def seen_events(self, detection: str, earliest: datetime, latest: datetime) -> frozenset[str]:
+        seen: set[str] = set()
+        for day in _days(earliest, latest):
+            for entity in self.store.query(
+                SEEN, "PartitionKey eq @pk", {"pk": _seen_partition(detection, day)}
+            ):
+                seen.add(entity["EventId"])
+        return frozenset(seen)
+
+    # --- outbox
+
+    def enqueue(
+        self, alert: Alert, targets: Iterable[str], now: datetime, status: str = "new"
+    ) -> OutboxEntry:
+        entry = OutboxEntry(
+            alert=alert,
+            committed=False,
+            status=status,
+            pending_targets=tuple(targets),
+            attempts=0,
+            next_attempt_at=now,
+            last_error=None,
+            etag=None,
+        )
+        self.store.insert(OUTBOX, self._outbox_entity(entry))
+        return entry
+
+    def outbox(self) -> Iterator[OutboxEntry]:
+        for entity in self.store.query(OUTBOX, "PartitionKey eq @pk", {"pk": OUTBOX_PARTITION}):
+            yield OutboxEntry(
+                alert=alerts.from_json(unpack(entity)),
+                committed=bool(entity["Committed"]),
+                status=entity["Status"],
+                pending_targets=tuple(json.loads(entity["PendingTargets"])),
+                attempts=int(entity["Attempts"]),
+                next_attempt_at=entity["NextAttemptAt"],
+                last_error=entity.get("LastError") or None,
+                etag=entity["etag"],
+            )
+
+    def commit(self, entry: OutboxEntry, dedupe: str, clamp: tuple[datetime, datetime]) -> OutboxEntry:
+        """Make the alert part of history and of the dedupe memory; idempotent."""
+        alert = entry.alert
+        delivery = "pending" if entry.pending_targets else "not routed"
+        self.store.replace(HISTORY, self._history_entity(entry, delivery), None)
+        finding = alert.finding
+        if dedupe == "principal":
+            self.store.replace(
+                BASELINE,
+                {
+                    "PartitionKey": finding.detection,
+                    "RowKey": key(finding.principal.key),
+                    "Principal": finding.principal.label,
+                    "FirstAlertId": alert.alert_id,
+                    "FirstSeen": finding.first_time,
+                },
+                None,
+            )
+        else:
+            day = _clamp(finding.last_time, *clamp).date()
+            self.store.upsert_many(
+                SEEN,
+                (
+                    {
+                        "PartitionKey": _seen_partition(finding.detection, day),
+                        "RowKey": key(event_id),
+                        "EventId": event_id,
+                        "AlertId": alert.alert_id,
+                    }
+                    for event_id in finding.event_ids
+                ),
+            )
+        committed = OutboxEntry(**{**_fields(entry), "committed": True})
+        self.store.replace(OUTBOX, self._outbox_entity(committed), entry.etag)
+        return committed
+
+    def record_attempt(
+        self,
+        entry: OutboxEntry,
+        delivered: tuple[str, ...],
+        error: str | None,
+        next_at: datetime,
+        now: datetime,
+    ) -> None:
+        remaining = tuple(t for t in entry.pending_targets if t not in delivered)
+        updated = OutboxEntry(
+            **{
+                **_fields(entry),
+                "pending_targets": remaining,
+                "attempts": entry.attempts + 1,
+                "next_attempt_at": next_at,
+                "last_error": error,
+            }
+        )
+        history = self._history_entity(updated, "delivered" if not remaining else "retrying")
+        if not remaining:
+            history["DeliveredAt"] = now
+        self.store.replace(HISTORY, history, None)
+        if remaining:
+            self.store.replace(OUTBOX, self._outbox_entity(updated), entry.etag)
+        else:
+            self.store.delete(OUTBOX, OUTBOX_PARTITION, entry.alert.alert_id)
+
+    # --- history (read side grows with the on-call issue)
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = []
+        for entity in self.store.query(HISTORY, "PartitionKey eq @pk", {"pk": HISTORY_PARTITION}):
+            rows.append(entity)
+            if len(rows) >= limit:
+                break
+        return rows
+
+    def alert(self, alert_id: str) -> Alert | None:
+        entity = self.store.get(HISTORY, HISTORY_PARTITION, alert_id)
+        return alerts.from_json(unpack(entity)) if entity else None
+
+    # --- entities
+
+    @staticmethod
+    def _outbox_entity(entry: OutboxEntry) -> dict[str, Any]:
+        return {
+            "PartitionKey": OUTBOX_PARTITION,
+            "RowKey": entry.alert.alert_id,
+            "Committed": entry.committed,
+            "Status": entry.status,
+            "PendingTargets": json.dumps(list(entry.pending_targets)),
+            "Attempts": entry.attempts,
+            "NextAttemptAt": entry.next_attempt_at,
+            "LastError": entry.last_error or "",
+            **pack(alerts.to_json(entry.alert)),
+        }
+
+    @staticmethod
+    def _history_entity(entry: OutboxEntry, delivery: str) -> dict[str, Any]:
+        finding = entry.alert.finding
+        return {
+            "PartitionKey": HISTORY_PARTITION,
+            "RowKey": entry.alert.alert_id,
+            "Detection": finding.detection,
+            "Severity": finding.severity.value,
+            "Principal": finding.principal.label,
+            "PrincipalKey": finding.principal.key,
+            "Headline": finding.headline,
+            "CreatedAt": entry.alert.created_at,
+            "EventCount": len(finding.event_ids),
+            "Status": entry.status,
+            "Delivery": delivery,
+            "DeliveryAttempts": entry.attempts,
+            "LastDeliveryError": entry.last_error or "",
+            **pack(alerts.to_json(entry.alert)),
+        }
+
+
+def _fields(entry: OutboxEntry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in OutboxEntry.__dataclass_fields__}
+
+
+def _seen_partition(detection: str, day: date) -> str:
+    return f"{detection}|{day.isoformat()}"
+
+
+def _days(earliest: datetime, latest: datetime) -> list[date]:
+    first, last = earliest.date(), latest.date()
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def _clamp(value: datetime, low: datetime, high: datetime) -> datetime:
+    return min(max(value, low), high)
