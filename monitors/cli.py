@@ -1,0 +1,190 @@
+"""`python -m monitors ...`: the monitor for people at a terminal.
+
+tick      run one monitoring tick with the app settings in the environment
+replay    run the detections over exported logs, offline, with a fresh empty state
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from monitors.detections import DETECTIONS
+from monitors.detections.base import Context
+from monitors.settings import BreakGlassAccounts, SettingsError, parse_break_glass
+
+INGEST_BATCH = 5_000
+
+
+class ReplayError(Exception):
+    """Replay cannot run: the message names the file and the problem."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monitors", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("tick", help="run one tick against the configured workspace")
+    replay = commands.add_parser("replay", help="run the detections over exported logs (never posts)")
+    replay.add_argument("logdir", type=Path, help="folder with <Table>.csv or <Table>.json exports")
+    replay.add_argument("--break-glass", action="append", default=[], metavar="ID_OR_UPN",
+                        help="a break-glass account (object id or UPN); repeat for several")  # fmt: skip
+    replay.add_argument("--format", choices=["json", "table"], default="table")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "tick":
+            return _tick()
+        return _replay(args.logdir, args.break_glass, args.format, sys.stdout, sys.stderr)
+    except (ReplayError, SettingsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _tick() -> int:
+    from monitors.bootstrap import services_from_environment, tick
+
+    report = tick(services_from_environment())
+    print(report.summary())
+    return 1 if report.query_errors else 0
+
+
+def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err: TextIO) -> int:
+    from devstack.local_reader import LocalLogsReader
+    from devstack.loganalytics import LogAnalyticsServer
+    from monitors import exports
+    from monitors.pipeline import run_detection
+    from monitors.watermark import Window
+
+    accounts = _break_glass_accounts(break_glass)
+    try:
+        discovery = exports.discover(logdir)
+    except exports.ExportError as error:
+        raise ReplayError(str(error)) from error
+    now = datetime.now(UTC)
+    ingested_at = now - timedelta(minutes=10)
+    with tempfile.TemporaryDirectory(prefix="replay-") as scratch:
+        engine = LogAnalyticsServer("replay", state_dir=Path(scratch))
+        report = exports.ReadReport()
+        for table, path in sorted(discovery.files.items()):
+            progress = _Progress(path, err)
+            try:
+                rows = exports.read_export(path, table, report, on_progress=progress)
+                for batch in _batches(rows, INGEST_BATCH):
+                    _ingest(engine, table, batch, ingested_at, report, path)
+            except exports.ExportError as error:
+                raise ReplayError(str(error)) from error
+            finally:
+                progress.done()
+        # Every exported row counts as ingested in one window; TimeGenerated is not bounded.
+        window = Window(
+            start=ingested_at - timedelta(minutes=1), end=now, earliest_time=datetime(1970, 1, 1, tzinfo=UTC)
+        )
+        context = Context(break_glass=accounts)
+        reader = LocalLogsReader(engine)
+        runs = [run_detection(d, reader, window, context, now) for d in DETECTIONS]
+        engine.stop()
+    findings = [f for run in runs for f in run.findings]
+    skipped = report.rows_skipped + sum(run.skipped for run in runs)
+    if output == "json":
+        json.dump([_alert_json(f) for f in findings], out, indent=2)
+        out.write("\n")
+    else:
+        _table(findings, out)
+    for path in discovery.ignored:
+        print(f"ignored {path.name}: not named after a supported table", file=err)
+    if skipped:
+        print(f"skipped {skipped} malformed rows: {'; '.join(report.examples()[:5])}", file=err)
+    return 0
+
+
+def _break_glass_accounts(cli_values: list[str]) -> BreakGlassAccounts:
+    raw = ",".join([*cli_values, os.environ.get("BREAK_GLASS_ACCOUNTS", "")])
+    try:
+        return parse_break_glass(raw)
+    except ValueError as error:
+        raise ReplayError(f"break-glass accounts {error}") from error
+
+
+def _ingest(
+    engine: Any, table: str, rows: list[dict[str, Any]], at: datetime, report: Any, path: Path
+) -> None:
+    stamped = [{**row, "_IngestionTime": at} for row in rows]
+    try:
+        engine.ingest(table, stamped)
+    except ValueError:
+        for row in stamped:  # find the offenders; keep the rest
+            try:
+                engine.ingest(table, [row])
+            except ValueError as error:
+                report.skip(path, f"{table}: {error}")
+
+
+def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _alert_json(finding: Any) -> dict[str, Any]:
+    return {
+        "detection": finding.detection,
+        "severity": finding.severity.value,
+        "user_id": finding.principal.user_id,
+        "user_principal_name": finding.principal.user_principal_name,
+        "headline": finding.headline,
+        "first_time": finding.first_time.isoformat(),
+        "last_time": finding.last_time.isoformat(),
+        "facts": dict(finding.facts),
+        "event_ids": list(finding.event_ids),
+    }
+
+
+def _table(findings: list[Any], out: TextIO) -> None:
+    if not findings:
+        out.write("No alerts.\n")
+        return
+    header = ("DETECTION", "SEVERITY", "PRINCIPAL", "EVENTS", "FIRST", "LAST")
+    rows = [
+        (f.detection, f.severity.value, f.principal.label, str(len(f.event_ids)),
+         f.first_time.isoformat(timespec="seconds"), f.last_time.isoformat(timespec="seconds"))
+        for f in findings
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        out.write(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only for large files read by a person at a terminal."""
+
+    MIN_BYTES = 20 * 1024 * 1024
+
+    def __init__(self, path: Path, err: TextIO) -> None:
+        self.err, self.name = err, path.name
+        self.enabled = err.isatty() and path.stat().st_size >= self.MIN_BYTES
+        self.last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = done * 100 // max(total, 1)
+        if self.enabled and percent != self.last:
+            self.last = percent
+            bar = "#" * (percent // 4)
+            self.err.write(f"\r{self.name}: [{bar:<25}] {percent:3d}%")
+            self.err.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.last >= 0:
+            self.err.write("\n")

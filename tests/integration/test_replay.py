@@ -1,0 +1,100 @@
+"""`python -m monitors replay`: the user-facing contract, run as a person would run it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO.parent / "shared" / "fixtures" / "sentinel-training-lab"
+ADELE_ID = "9b117c67-170e-4aed-9702-658b3fddc889"
+ADELE_UPN = "adelev@m365x816222.onmicrosoft.com"
+
+
+def replay(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitors", "replay", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def logdir(tmp_path: Path) -> Path:
+    shutil.copy(FIXTURES / "azureActivity_adele.csv", tmp_path / "AzureActivity.csv")
+    shutil.copy(FIXTURES / "sign-in_adelete.csv", tmp_path / "SigninLogs.csv")
+    return tmp_path
+
+
+def test_adele_is_a_user_doing_arm_writes_without_mfa(logdir: Path) -> None:
+    result = replay(str(logdir), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (alert,) = json.loads(result.stdout)
+    assert alert["detection"] == "user-arm-write"
+    assert alert["user_id"] == ADELE_ID
+    assert alert["user_principal_name"] == ADELE_UPN
+    assert alert["severity"] == "high"  # portal writes with a password-only token
+    assert alert["facts"]["MFA"].startswith("NO")
+    assert alert["facts"]["Tools"] == "Azure portal"
+    assert len(alert["event_ids"]) == 23  # every exported row, deletes and writes
+    assert "0d0db332-83b8-4a90-9be5-47685712c9cf" in alert["event_ids"]
+
+
+def test_break_glass_accounts_from_the_command_line_cover_every_table(logdir: Path) -> None:
+    result = replay(str(logdir), "--format", "json", "--break-glass", ADELE_UPN.upper())
+    assert result.returncode == 0, result.stderr
+    alerts = {a["detection"]: a for a in json.loads(result.stdout)}
+    assert set(alerts) == {"user-arm-write", "break-glass-use"}
+    assert len(alerts["break-glass-use"]["event_ids"]) == 56 + 23  # every sign-in and ARM row
+
+
+def test_break_glass_accounts_from_the_setting(logdir: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "BREAK_GLASS_ACCOUNTS": ADELE_ID}
+    result = replay(str(logdir), "--format", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "break-glass-use" in {a["detection"] for a in json.loads(result.stdout)}
+
+
+def test_table_format_is_readable(logdir: Path) -> None:
+    result = replay(str(logdir))
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["DETECTION", "SEVERITY", "PRINCIPAL", "EVENTS", "FIRST", "LAST"]
+    assert row.split()[:4] == ["user-arm-write", "high", ADELE_UPN, "23"]
+
+
+def test_a_malformed_row_is_skipped_and_counted(logdir: Path) -> None:
+    text = (logdir / "AzureActivity.csv").read_text(encoding="utf-8-sig")
+    # Break the TimeGenerated of the first data row (the portal's datetime format).
+    broken = text.replace("4/28/2021, 2:44:55.615 PM", "not a time", 1)
+    assert broken != text
+    (logdir / "AzureActivity.csv").write_text(broken, encoding="utf-8")
+    result = replay(str(logdir), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (alert,) = json.loads(result.stdout)
+    assert len(alert["event_ids"]) == 22
+    assert "skipped 1 malformed rows" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda d: d / "missing", "no such folder"),
+        (
+            lambda d: (d / "AzureActivity.csv").write_bytes(b"\x00\x01garbage\xff" * 100) and d,
+            "AzureActivity.csv",
+        ),
+        (lambda d: (d / "SigninLogs.csv").write_text("Foo,Bar\n1,2\n") and d, "SigninLogs.csv"),
+    ],
+    ids=["missing folder", "binary garbage", "no recognizable columns"],
+)
+def test_bad_input_exits_non_zero_naming_the_file(tmp_path: Path, make, expected: str) -> None:
+    target = make(tmp_path)
+    result = replay(str(target))
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
