@@ -5,27 +5,38 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint unit integration devstack clean
+.PHONY: install install-browser demo test lint checkov unit integration infra devstack clean
 
 install: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt tools/requirements-infra.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt -r tools/requirements-infra.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-demo: install
+# Debian's Chromium renders cards and drives the history page tests (root, as in CI).
+install-browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+demo: install install-browser
 	$(PY) -m devstack.demo
 
-test: install lint
+test: install install-browser lint checkov
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# Security checks of infra/ with checkov, in its own virtualenv (it pins conflicting packages).
+checkov:
+	PYTHON=$(PYTHON) tools/checkov.sh
+
+infra: install checkov
+	$(PY) -m pytest tests/infra
 
 unit: install
 	$(PY) -m pytest tests/unit
@@ -37,4 +48,4 @@ devstack: install
 	$(PY) -m devstack up
 
 clean:
-	rm -rf $(VENV) node_modules .devstack artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov node_modules .devstack artifacts .pytest_cache .ruff_cache

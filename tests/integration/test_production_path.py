@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 
 import pytest
+from azure.functions import HttpRequest
 from azure.functions.timer import TimerRequest
 from azure.identity import ManagedIdentityCredential
 
@@ -128,3 +129,42 @@ def test_timer_function_runs_a_tick_through_the_real_function_code(
     mark = watermark.read(store, devstack.workspace_id, "user-arm-write")
     assert mark.ingested_up_to is not None
     assert now - timedelta(minutes=3) < mark.ingested_up_to <= now
+
+
+def test_history_routes_serve_stored_alerts(devstack: Devstack, function_app: ModuleType) -> None:
+    now = datetime.now(UTC)
+    devstack.log_analytics.ingest(
+        "AzureActivity",
+        [
+            {
+                **arm_row("h-1", "ops@contoso.com", None),
+                "_IngestionTime": (now - timedelta(minutes=5)).isoformat(),
+            }
+        ],
+    )
+    functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+    functions["monitor_tick"](TimerRequest(past_due=False))
+
+    listing = functions["alert_history"](HttpRequest("GET", "/api/alerts", params={"limit": "10"}, body=b""))
+    assert listing.status_code == 200
+    (alert,) = json.loads(listing.get_body())["alerts"]
+    assert (alert["detection"], alert["principal"], alert["delivery"]) == (
+        "user-arm-write",
+        "ops@contoso.com",
+        "delivered",
+    )
+
+    detail = functions["alert_detail"](
+        HttpRequest(
+            "GET", f"/api/alerts/{alert['alert_id']}", route_params={"alert_id": alert["alert_id"]}, body=b""
+        )
+    )
+    assert detail.status_code == 200
+    assert json.loads(detail.get_body())["alert"]["event_ids"] == ["h-1"]
+
+    for bad in ("../../etc", "0000000000000-zzzzzzzzzzzz", "9" * 13 + "-" + "a" * 12):
+        missing = functions["alert_detail"](
+            HttpRequest("GET", "/x", route_params={"alert_id": bad}, body=b"")
+        )
+        assert missing.status_code == 404
+        assert bad not in missing.get_body().decode()

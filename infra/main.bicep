@@ -1,0 +1,322 @@
+// Entry point for `azd up` (or `az deployment sub create`): deploys the monitor into its own
+// resource group next to an existing Log Analytics workspace.
+//
+// Security posture (asserted by tests/infra and checkov):
+// - one user-assigned managed identity; no keys, connection strings or SAS anywhere;
+// - storage with shared-key access disabled, Key Vault in RBAC mode, App Insights with local auth off;
+// - every role assignment is scoped to a single resource (a container, a secret, the workspace)
+//   and named with guid(scope, principal, role). Nothing is granted at subscription scope.
+targetScope = 'subscription'
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(40)
+@description('azd environment name; used for the resource group name and the resource name token.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region for every resource. Flex Consumption must be available there.')
+param location string
+
+@description('Resource id of the EXISTING Log Analytics workspace that receives the Entra sign-in logs and the Activity Log. It may live in another resource group or subscription of the same tenant.')
+param logAnalyticsWorkspaceResourceId string
+
+@description('Comma-separated object ids and/or UPNs of break-glass (emergency access) accounts. Object ids are preferred: UPNs can be renamed.')
+param breakGlassAccounts string = ''
+
+@description('NCRONTAB schedule of the monitor tick (six fields, seconds first).')
+param monitorSchedule string = '0 */5 * * * *'
+
+@secure()
+@minLength(1)
+@description('Teams Workflows webhook URL (contains a signature: stored in Key Vault only).')
+param teamsWebhookUrl string
+
+@allowed([ 'low', 'medium', 'high', 'critical' ])
+@description('Minimum severity posted to the first webhook.')
+param teamsWebhookMinSeverity string = 'low'
+
+@secure()
+@description('Optional second webhook URL (empty = not used).')
+param teamsWebhookUrl2 string = ''
+
+@allowed([ 'low', 'medium', 'high', 'critical' ])
+param teamsWebhookMinSeverity2 string = 'high'
+
+@secure()
+@description('Optional third webhook URL (empty = not used).')
+param teamsWebhookUrl3 string = ''
+
+@allowed([ 'low', 'medium', 'high', 'critical' ])
+param teamsWebhookMinSeverity3 string = 'high'
+
+@secure()
+@description('Optional fourth webhook URL (empty = not used).')
+param teamsWebhookUrl4 string = ''
+
+@allowed([ 'low', 'medium', 'high', 'critical' ])
+param teamsWebhookMinSeverity4 string = 'high'
+
+@secure()
+@description('Optional fifth webhook URL (empty = not used).')
+param teamsWebhookUrl5 string = ''
+
+@allowed([ 'low', 'medium', 'high', 'critical' ])
+param teamsWebhookMinSeverity5 string = 'high'
+
+@description('Comma-separated host patterns the app may post to (guards against a mistyped or planted webhook URL).')
+param teamsAllowedHosts string = '*.environment.api.powerplatform.com,*.logic.azure.com'
+
+@minLength(3)
+@maxLength(20)
+@description('Prefix of the state table names.')
+param stateTablePrefix string = 'mfamon'
+
+@description('Log Analytics query endpoint. Empty = the one of the cloud you deploy to (api.loganalytics.io, api.loganalytics.us, api.loganalytics.azure.cn).')
+param logAnalyticsEndpoint string = ''
+
+@description('Token audience for the Log Analytics query API. Empty = same as the endpoint.')
+param logAnalyticsAudience string = ''
+
+@description('Create a subscription diagnostic setting that sends the Activity Log of THIS subscription to the workspace. Turn off if one already exports these categories to the same workspace (Azure rejects a duplicate).')
+param enableActivityLogExport bool = true
+
+@description('Activity Log categories exported when enableActivityLogExport is true. Administrative holds ARM writes; Policy holds the MFA audit-policy events.')
+param activityLogCategories array = [
+  'Administrative'
+  'Policy'
+  'Security'
+]
+
+@allowed([ 'Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_GZRS' ])
+@description('Replication of the state/runtime storage account. ZRS is better where the region supports it.')
+param storageSkuName string = 'Standard_LRS'
+
+@description('Enable Key Vault purge protection. It cannot be turned off again and keeps the vault name reserved after `azd down` for the retention period.')
+param keyVaultPurgeProtection bool = false
+
+@minValue(1)
+@maxValue(1000)
+@description('Flex Consumption scale-out cap; a low cap bounds the cost of abusive HTTP traffic.')
+param maximumInstanceCount int = 40
+
+@allowed([ 2048, 4096 ])
+param instanceMemoryMB int = 2048
+
+// ---------------------------------------------------------------------------------------------
+// Names: deterministic per subscription + environment + region.
+// ---------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+  workload: 'mfa-monitor'
+}
+var names = {
+  resourceGroup: 'rg-${environmentName}'
+  identity: 'id-${resourceToken}'
+  storage: 'st${resourceToken}'
+  keyVault: 'kv-${resourceToken}'
+  logAnalytics: 'log-${resourceToken}'
+  appInsights: 'appi-${resourceToken}'
+  plan: 'plan-${resourceToken}'
+  functionApp: 'func-${resourceToken}'
+  // Flex Consumption reads the code package from this container (identity-based).
+  deploymentContainer: 'app-package-${resourceToken}'
+}
+
+// Resource id: /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}
+var workspaceIdParts = split(logAnalyticsWorkspaceResourceId, '/')
+var workspaceSubscriptionId = workspaceIdParts[2]
+var workspaceResourceGroup = workspaceIdParts[4]
+var workspaceName = last(workspaceIdParts)
+
+// Sovereign clouds: pick the query endpoint of the cloud this deployment runs in unless overridden.
+var logAnalyticsEndpointByCloud = {
+  AzureCloud: 'https://api.loganalytics.io'
+  AzureUSGovernment: 'https://api.loganalytics.us'
+  AzureChinaCloud: 'https://api.loganalytics.azure.cn'
+}
+var cloudLogAnalyticsEndpoint = contains(logAnalyticsEndpointByCloud, environment().name) ? logAnalyticsEndpointByCloud[environment().name] : logAnalyticsEndpointByCloud.AzureCloud
+var effectiveLogAnalyticsEndpoint = empty(logAnalyticsEndpoint) ? cloudLogAnalyticsEndpoint : logAnalyticsEndpoint
+var effectiveLogAnalyticsAudience = empty(logAnalyticsAudience) ? effectiveLogAnalyticsEndpoint : logAnalyticsAudience
+
+// Webhook slots without their secret values: only whether each is set leaves this file.
+var webhooks = [
+  {
+    secretName: 'teams-webhook-url'
+    minSeverity: teamsWebhookMinSeverity
+    enabled: true
+  }
+  {
+    secretName: 'teams-webhook-url-2'
+    minSeverity: teamsWebhookMinSeverity2
+    enabled: !empty(teamsWebhookUrl2)
+  }
+  {
+    secretName: 'teams-webhook-url-3'
+    minSeverity: teamsWebhookMinSeverity3
+    enabled: !empty(teamsWebhookUrl3)
+  }
+  {
+    secretName: 'teams-webhook-url-4'
+    minSeverity: teamsWebhookMinSeverity4
+    enabled: !empty(teamsWebhookUrl4)
+  }
+  {
+    secretName: 'teams-webhook-url-5'
+    minSeverity: teamsWebhookMinSeverity5
+    enabled: !empty(teamsWebhookUrl5)
+  }
+]
+
+// ---------------------------------------------------------------------------------------------
+// Resources
+// ---------------------------------------------------------------------------------------------
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: names.resourceGroup
+  location: location
+  tags: tags
+}
+
+// The single identity of the app: runtime storage, state tables, Key Vault references,
+// App Insights ingestion and Log Analytics queries all use it.
+module identity 'br/public:avm/res/managed-identity/user-assigned-identity:0.4.1' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: names.identity
+    location: location
+    tags: tags
+    enableTelemetry: false
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: names.logAnalytics
+    appInsightsName: names.appInsights
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: names.storage
+    skuName: storageSkuName
+    deploymentContainerName: names.deploymentContainer
+    diagnosticsWorkspaceId: monitoring.outputs.logAnalyticsId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: names.keyVault
+    purgeProtection: keyVaultPurgeProtection
+    webhooks: webhooks
+    webhookUrls: {
+      'teams-webhook-url': teamsWebhookUrl
+      'teams-webhook-url-2': teamsWebhookUrl2
+      'teams-webhook-url-3': teamsWebhookUrl3
+      'teams-webhook-url-4': teamsWebhookUrl4
+      'teams-webhook-url-5': teamsWebhookUrl5
+    }
+    diagnosticsWorkspaceId: monitoring.outputs.logAnalyticsId
+  }
+}
+
+// Query access to the existing workspace, deployed into the workspace's own resource group.
+module workspaceReader 'modules/workspace-reader.bicep' = {
+  name: 'workspace-reader-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+  params: {
+    workspaceName: workspaceName
+    principalId: identity.outputs.principalId
+  }
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    hostContainerNames: storage.outputs.hostContainerNames
+    keyVaultName: keyVault.outputs.name
+    webhookSecretNames: keyVault.outputs.secretNames
+    appInsightsName: monitoring.outputs.appInsightsName
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: names.functionApp
+    planName: names.plan
+    identityResourceId: identity.outputs.resourceId
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    keyVaultUri: keyVault.outputs.uri
+    webhooks: webhooks
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    // Settings the monitor reads (monitors/settings.py).
+    workspaceCustomerId: workspaceReader.outputs.customerId
+    logAnalyticsEndpoint: effectiveLogAnalyticsEndpoint
+    logAnalyticsAudience: effectiveLogAnalyticsAudience
+    teamsAllowedHosts: teamsAllowedHosts
+    breakGlassAccounts: breakGlassAccounts
+    monitorSchedule: monitorSchedule
+    stateTablePrefix: stateTablePrefix
+  }
+  // App settings hold Key Vault references and identity-based connections: create them only
+  // once the identity holds its roles, so the first start does not cache a failed resolution.
+  dependsOn: [
+    rbac
+  ]
+}
+
+// Optional: this subscription's Activity Log -> the workspace the monitor reads.
+// The only subscription-scope resource besides the resource group.
+resource activityLogExport 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (enableActivityLogExport) {
+  name: 'mfa-monitor-activity-log'
+  properties: {
+    workspaceId: logAnalyticsWorkspaceResourceId
+    logs: [for category in activityLogCategories: {
+      category: category
+      enabled: true
+    }]
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs (azd stores them in .azure/<env>/.env): names and URLs only, never a secret.
+// ---------------------------------------------------------------------------------------------
+
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = rg.name
+output FUNCTION_APP_NAME string = functionApp.outputs.name
+output HISTORY_PAGE_URL string = functionApp.outputs.historyPageUrl
+output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output KEY_VAULT_NAME string = keyVault.outputs.name
