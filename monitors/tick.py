@@ -62,7 +62,7 @@ class TickReport:
 
     def summary(self) -> str:
         """One structured line per tick: what App Insights queries and on-call read."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "new_alerts"}
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         return json.dumps({"event": "tick", **data}, sort_keys=True, default=str)
 
 

@@ -1,0 +1,43 @@
+"""A generated tenant through the real tick: exactly the principals the manifest expects alert."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from devstack.stack import Devstack
+from devstack.tenant import generate
+from monitors.bootstrap import services_from_environment, tick
+from monitors.state import AlertState
+
+
+def test_alerts_match_the_tenant_manifest(
+    devstack: Devstack, app_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC)
+    generate(tmp_path, users=60, days=1, seed=11, start=now - timedelta(hours=26))
+    manifest = json.loads((tmp_path / "tenant.json").read_text())
+    for table_file in tmp_path.glob("*.jsonl"):
+        rows = [json.loads(line) for line in table_file.open()]
+        # The tick's first window covers the last 24 hours of ingestion: put every row in it.
+        for row in rows:
+            row["_IngestionTime"] = (now - timedelta(minutes=30)).isoformat()
+        devstack.log_analytics.ingest(table_file.stem, rows)
+    monkeypatch.setenv("BREAK_GLASS_ACCOUNTS", ",".join(a["object_id"] for a in manifest["break_glass"]))
+
+    services = services_from_environment()
+    report = tick(services, now)
+    assert report.query_errors == []
+    assert report.skipped_rows == {"user-arm-write": 0, "break-glass-use": 0}
+
+    expected = {(detection, p["object_id"]) for p in manifest["principals"] for detection in p["expected"]}
+    alerted = {
+        (entity["Detection"], entity["PrincipalKey"])
+        for entity in AlertState(services.store).history(limit=1000)
+    }
+    assert alerted == expected
+    assert len(devstack.teams.messages()) == len(alerted)
+    assert devstack.teams.rejected() == []
