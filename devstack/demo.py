@@ -168,10 +168,12 @@ def show_cards(messages: list[dict[str, Any]]) -> None:
     CARDS.mkdir(parents=True, exist_ok=True)
     for number, message in enumerate(messages, start=1):
         card = message["card"]
+        (CARDS / f"card-{number}.json").write_text(json.dumps(card, indent=2))
         png = render_card(card, CARDS / f"card-{number}.png")
         title = next((b.get("text", "") for b in card.get("body", []) if b.get("type") == "TextBlock"), "")
         say(f"  {png.relative_to(REPO)}  {title}")
-    say("Open them to see exactly what the channel shows (Adaptive Cards JS renderer, headless Chromium).")
+    say("Open them to see what the channel shows (Adaptive Cards JS renderer, headless Chromium);")
+    say("the card JSON as posted sits beside each PNG.")
 
 
 def replay_fixtures() -> None:
