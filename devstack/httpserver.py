@@ -6,9 +6,10 @@ import json
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
-from devstack.certs import CertPaths
+from devstack.certs import CertPaths, ensure_certs
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -57,3 +58,39 @@ def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name=type(server).__name__, daemon=True)
     thread.start()
     return thread
+
+
+class HttpsService:
+    """Lifecycle shared by the devstack's HTTPS servers: bind, serve in a thread, stop.
+
+    Subclasses set `host`, `port` and `state_dir`, and call `_listen(handler)` from `start()`.
+    """
+
+    host: str
+    port: int
+    state_dir: Path
+    ca_path: Path
+    _server: ThreadingHTTPServer | None = None
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        certs = ensure_certs(self.state_dir)
+        self.ca_path = certs.ca
+        self._server = make_server(handler, self.host, self.port, certs)
+        self.port = self._server.server_address[1]
+        serve_in_thread(self._server)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"

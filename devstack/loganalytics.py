@@ -44,8 +44,7 @@ from duckdb_kql._antlr.KqlLexer import KqlLexer
 from duckdb_kql.errors import KqlError, KqlSyntaxError
 from duckdb_kql.types import kusto_type
 
-from devstack.certs import ensure_certs
-from devstack.httpserver import JsonHandler, make_server, serve_in_thread
+from devstack.httpserver import HttpsService, JsonHandler
 from devstack.identity import TokenError, TokenIssuer, verify_token
 
 DEFAULT_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "tables.json"
@@ -318,7 +317,7 @@ class QueryRequest:
     include_statistics: bool
 
 
-class LogAnalyticsServer:
+class LogAnalyticsServer(HttpsService):
     """The query API plus admin endpoints to load rows; one in-memory DuckDB, thread-safe."""
 
     def __init__(
@@ -345,7 +344,6 @@ class LogAnalyticsServer:
         self.ca_path = self.state_dir / "certs" / "ca.pem"
         self._lock = threading.Lock()
         self._warned: set[tuple[str, str]] = set()
-        self._server: Any = None
         self._con = duckdb_kql.connect()
         self._catalog = self._con.sql("SELECT current_database()").fetchall()[0][0]
         for table, columns in self.schema.items():
@@ -358,32 +356,13 @@ class LogAnalyticsServer:
         """Load `<data_dir>/<Table>.jsonl`, then listen; `.url` is set once this returns."""
         if self.data_dir is not None:
             self.load_dir(self.data_dir)
-        certs = ensure_certs(self.state_dir)
-        self.ca_path = certs.ca
-        handler = type("LogAnalyticsHandler", (_Handler,), {"api": self})
-        self._server = make_server(handler, self.host, self.port, certs)
-        self.port = self._server.server_address[1]
-        serve_in_thread(self._server)
+        self._listen(type("LogAnalyticsHandler", (_Handler,), {"api": self}))
         return self
 
     def stop(self) -> None:
         """Stop serving and drop the database: a stopped server is done, rows and all."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
         self._con.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The `endpoint` for LogsQueryClient (it appends `/v1/workspaces/...`)."""
-        return f"https://{self.host}:{self.port}"
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:

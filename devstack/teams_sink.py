@@ -35,8 +35,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from jsonschema import Draft6Validator, validators
 from jsonschema.exceptions import ValidationError
 
-from devstack.certs import ensure_certs
-from devstack.httpserver import JsonHandler, make_server, serve_in_thread
+from devstack.httpserver import HttpsService, JsonHandler
 
 MAX_BODY_BYTES = 28 * 1024  # Teams rejects messages above 28 KB
 MAX_CARD_VERSION = (1, 5)  # 1.6 cards fail through Power Automate
@@ -260,7 +259,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class TeamsSink:
+class TeamsSink(HttpsService):
     """The webhook server plus what it has seen; thread-safe, in memory."""
 
     def __init__(
@@ -281,35 +280,13 @@ class TeamsSink:
         self._messages: list[dict[str, Any]] = []
         self._attempts: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server: Any = None
         self.ca_path = self.state_dir / "certs" / "ca.pem"
 
     # lifecycle
 
     def start(self) -> Self:
-        certs = ensure_certs(self.state_dir)
-        self.ca_path = certs.ca
-        handler = type("TeamsSinkHandler", (_Handler,), {"sink": self})
-        self._server = make_server(handler, self.host, self.port, certs)
-        self.port = self._server.server_address[1]
-        serve_in_thread(self._server)
+        self._listen(type("TeamsSinkHandler", (_Handler,), {"sink": self}))
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
 
     def webhook_url(self, name: str, sig: str = "devsig") -> str:
         """A URL shaped like a real Workflows trigger URL (the sig is the secret part)."""

@@ -174,9 +174,12 @@ def _deliver(
             alerts.next_attempt(entry.attempts + 1, now, retry_after),
             now,
         )
-        report.delivered += len(delivered) > 0 and len(delivered) == len(entry.pending_targets)
-        report.retried += entry.attempts > 0
-        report.delivery_failures += bool(errors)
+        if delivered and len(delivered) == len(entry.pending_targets):
+            report.delivered += 1
+        if entry.attempts:
+            report.retried += 1
+        if errors:
+            report.delivery_failures += 1
 
 
 def _priority(entry: OutboxEntry) -> tuple[int, datetime]:
