@@ -40,17 +40,17 @@ def monitor_tick(timer: func.TimerRequest) -> None:
 @app.route(route="alerts", methods=["GET"])
 def alert_history(req: func.HttpRequest) -> func.HttpResponse:
     from monitors.history import list_alerts
-    from monitors.state import AlertState
+    from monitors.history_store import HistoryStore
 
-    return _http(list_alerts(AlertState(_services().store), req.params.get("limit")))
+    return _http(list_alerts(HistoryStore(_services().store), req.params.get("limit")))
 
 
 @app.route(route="alerts/{alert_id}", methods=["GET"])
 def alert_detail(req: func.HttpRequest) -> func.HttpResponse:
     from monitors.history import get_alert
-    from monitors.state import AlertState
+    from monitors.history_store import HistoryStore
 
-    return _http(get_alert(AlertState(_services().store), req.route_params.get("alert_id", "")))
+    return _http(get_alert(HistoryStore(_services().store), req.route_params.get("alert_id", "")))
 
 
 def _http(response: Response) -> func.HttpResponse:

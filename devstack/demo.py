@@ -80,7 +80,8 @@ def main() -> int:
 
 
 def generate_tenant(out: Path) -> dict[str, Any]:
-    start = (datetime.now(UTC) - timedelta(hours=20)).replace(microsecond=0)
+    # The generator writes rows over [start, start + 1 day): end it now, so nothing lies in the future.
+    start = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
     subprocess.run(
         [sys.executable, "-m", "devstack.tenant", "--out", str(out), "--users", "40", "--days", "1",
          "--seed", "7", "--start", start.isoformat()],
@@ -124,13 +125,13 @@ def show_tick(summary: dict[str, Any]) -> None:
         f"delivered to Teams {summary['delivered']}, query errors {len(summary['query_errors'])}"
     )
     from monitors.bootstrap import services_from_environment
-    from monitors.state import AlertState
+    from monitors.history_store import HistoryStore
 
-    state = AlertState(services_from_environment().store)
-    for alert_id in summary.get("new_alerts", []):
-        alert = state.alert(alert_id)
-        if alert:
-            f = alert.finding
+    history = HistoryStore(services_from_environment().store)
+    for alert_id in summary["new_alerts"]:
+        found = history.get(alert_id)
+        if found:
+            f = found[1].finding
             say(f"  [{f.severity.value:8}] {f.detection:16} {f.principal.label}  ({len(f.event_ids)} events)")
 
 

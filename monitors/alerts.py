@@ -20,12 +20,16 @@ BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
 
 
+def alert_id_prefix(moment: datetime) -> str:
+    """The time part of an alert id: later moments give smaller prefixes (newest first)."""
+    return f"{_MAX_MS - int(moment.timestamp() * 1000):013d}"
+
+
 def alert_id(finding: Finding, created_at: datetime, part: int) -> str:
-    inverted = _MAX_MS - int(created_at.timestamp() * 1000)
     digest = hashlib.sha256(
         "|".join([finding.detection, finding.principal.key, finding.event_ids[0], str(part)]).encode()
     ).hexdigest()[:12]
-    return f"{inverted:013d}-{digest}"
+    return f"{alert_id_prefix(created_at)}-{digest}"
 
 
 def make_alerts(findings: Sequence[Finding], created_at: datetime) -> list[Alert]:

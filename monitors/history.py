@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitors import alerts
-from monitors.state import AlertState, unpack
+from monitors.history_store import HistoryQuery, HistoryStore
 
 ALERT_ID = re.compile(r"^\d{13}-[0-9a-f]{12}$")
 MAX_LIMIT = 200
@@ -21,21 +21,21 @@ class Response:
     content_type: str = "application/json; charset=utf-8"
 
 
-def list_alerts(state: AlertState, limit_param: str | None) -> Response:
+def list_alerts(history: HistoryStore, limit_param: str | None) -> Response:
     try:
         limit = min(max(int(limit_param or 50), 1), MAX_LIMIT)
     except ValueError:
         return _error(400, "limit must be a whole number")
-    return _json(200, {"alerts": [_summary(entity) for entity in state.history(limit=limit)]})
+    page = history.query(HistoryQuery(limit=limit))
+    return _json(200, {"alerts": [_summary(entity) for entity in page.rows], "next": page.next_after})
 
 
-def get_alert(state: AlertState, alert_id: str) -> Response:
-    if not ALERT_ID.match(alert_id):
+def get_alert(history: HistoryStore, alert_id: str) -> Response:
+    found = history.get(alert_id) if ALERT_ID.match(alert_id) else None
+    if found is None:
         return _error(404, "no such alert")  # never echo the id: it came from the URL
-    entity = state.store.get("alerts", "alert", alert_id)
-    if entity is None:
-        return _error(404, "no such alert")
-    return _json(200, {**_summary(entity), "alert": alerts.to_json(alerts.from_json(unpack(entity)))})
+    entity, alert = found
+    return _json(200, {**_summary(entity), "alert": alerts.to_json(alert)})
 
 
 def _summary(entity: dict[str, Any]) -> dict[str, Any]:

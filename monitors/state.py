@@ -14,30 +14,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from monitors import alerts
-from monitors.adapters.table_store import StateStore
+from monitors.adapters.table_store import StateStore, key, pack, unpack
+from monitors.history_store import HistoryStore
 from monitors.model import Alert
 
-OUTBOX, HISTORY, SEEN, BASELINE = "outbox", "alerts", "seen", "baseline"
-OUTBOX_PARTITION, HISTORY_PARTITION = "outbox", "alert"
-CHUNK_CHARS = 30_000  # a string property holds at most 64 KiB of UTF-16
-
-
-def key(value: str) -> str:
-    """Table keys may not hold / \\ # ? or control characters; UPNs of guests contain '#'."""
-    return quote(value, safe="@.-_~!$&'()*+,;=:")
-
-
-def pack(data: Any) -> dict[str, Any]:
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
-    return {"PayloadParts": len(chunks), **{f"Payload{i}": chunk for i, chunk in enumerate(chunks)}}
-
-
-def unpack(entity: dict[str, Any]) -> Any:
-    return json.loads("".join(entity[f"Payload{i}"] for i in range(int(entity["PayloadParts"]))))
+OUTBOX, SEEN, BASELINE = "outbox", "seen", "baseline"
+OUTBOX_PARTITION = "outbox"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +39,7 @@ class OutboxEntry:
 class AlertState:
     def __init__(self, store: StateStore) -> None:
         self.store = store
+        self.history = HistoryStore(store)
 
     # --- what detections consult
 
@@ -105,7 +90,7 @@ class AlertState:
         """Make the alert part of history and of the dedupe memory; idempotent."""
         alert = entry.alert
         delivery = "pending" if entry.pending_targets else "not routed"
-        self.store.replace(HISTORY, self._history_entity(entry, delivery), None)
+        self.history.write(alert, status=entry.status, delivery=delivery, payload=pack(alerts.to_json(alert)))
         finding = alert.finding
         if dedupe == "principal":
             self.store.replace(
@@ -155,28 +140,17 @@ class AlertState:
                 "last_error": error,
             }
         )
-        history = self._history_entity(updated, "delivered" if not remaining else "retrying")
-        if not remaining:
-            history["DeliveredAt"] = now
-        self.store.replace(HISTORY, history, None)
+        self.history.record_delivery(
+            entry.alert.alert_id,
+            delivery="retrying" if remaining else "delivered",
+            attempts=updated.attempts,
+            error=error,
+            now=now,
+        )
         if remaining:
             self.store.replace(OUTBOX, self._outbox_entity(updated), entry.etag)
         else:
             self.store.delete(OUTBOX, OUTBOX_PARTITION, entry.alert.alert_id)
-
-    # --- history (read side grows with the on-call issue)
-
-    def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = []
-        for entity in self.store.query(HISTORY, "PartitionKey eq @pk", {"pk": HISTORY_PARTITION}):
-            rows.append(entity)
-            if len(rows) >= limit:
-                break
-        return rows
-
-    def alert(self, alert_id: str) -> Alert | None:
-        entity = self.store.get(HISTORY, HISTORY_PARTITION, alert_id)
-        return alerts.from_json(unpack(entity)) if entity else None
 
     # --- entities
 
@@ -191,26 +165,6 @@ class AlertState:
             "Attempts": entry.attempts,
             "NextAttemptAt": entry.next_attempt_at,
             "LastError": entry.last_error or "",
-            **pack(alerts.to_json(entry.alert)),
-        }
-
-    @staticmethod
-    def _history_entity(entry: OutboxEntry, delivery: str) -> dict[str, Any]:
-        finding = entry.alert.finding
-        return {
-            "PartitionKey": HISTORY_PARTITION,
-            "RowKey": entry.alert.alert_id,
-            "Detection": finding.detection,
-            "Severity": finding.severity.value,
-            "Principal": finding.principal.label,
-            "PrincipalKey": finding.principal.key,
-            "Headline": finding.headline,
-            "CreatedAt": entry.alert.created_at,
-            "EventCount": len(finding.event_ids),
-            "Status": entry.status,
-            "Delivery": delivery,
-            "DeliveryAttempts": entry.attempts,
-            "LastDeliveryError": entry.last_error or "",
             **pack(alerts.to_json(entry.alert)),
         }
 

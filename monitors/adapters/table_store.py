@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
 
 Entity = dict[str, Any]
 BATCH_LIMIT = 100  # Table Storage transactions hold at most 100 entities of one partition
+CHUNK_CHARS = 30_000  # a string property holds at most 64 KiB of UTF-16
+
+
+def key(value: str) -> str:
+    """Table keys may not hold / \\ # ? or control characters; UPNs of guests contain '#'."""
+    return quote(value, safe="@.-_~!$&'()*+,;=:")
+
+
+def pack(data: Any) -> dict[str, Any]:
+    """JSON split over as many string properties as it needs (an entity holds up to 1 MiB)."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
+    return {"PayloadParts": len(chunks), **{f"Payload{i}": chunk for i, chunk in enumerate(chunks)}}
+
+
+def unpack(entity: Mapping[str, Any]) -> Any:
+    return json.loads("".join(entity[f"Payload{i}"] for i in range(int(entity["PayloadParts"]))))
 
 
 class StaleWrite(Exception):
@@ -21,8 +40,17 @@ class StateStore(Protocol):
     def insert(self, table: str, entity: Mapping[str, Any]) -> bool: ...
     def replace(self, table: str, entity: Mapping[str, Any], etag: str | None) -> None: ...
     def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int: ...
+    def merge(self, table: str, entity: Mapping[str, Any]) -> None: ...
     def delete(self, table: str, partition_key: str, row_key: str) -> None: ...
-    def query(self, table: str, query_filter: str, parameters: Mapping[str, Any]) -> Iterator[Entity]: ...
+    def query(
+        self,
+        table: str,
+        query_filter: str,
+        parameters: Mapping[str, Any],
+        *,
+        select: Sequence[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Entity]: ...
 
 
 class TableStore:
@@ -95,14 +123,34 @@ class TableStore:
         self.transactions += used
         return used
 
+    def merge(self, table: str, entity: Mapping[str, Any]) -> None:
+        """Set the given properties, keep the others; create the entity if it is missing."""
+        from azure.data.tables import UpdateMode
+
+        self.transactions += 1
+        self._table(table).upsert_entity(_without_etag(entity), mode=UpdateMode.MERGE)
+
     def delete(self, table: str, partition_key: str, row_key: str) -> None:
         self.transactions += 1
         self._table(table).delete_entity(partition_key, row_key)  # absent already: not an error
 
-    def query(self, table: str, query_filter: str, parameters: Mapping[str, Any]) -> Iterator[Entity]:
-        self.transactions += 1
-        for entity in self._table(table).query_entities(query_filter, parameters=dict(parameters)):
-            yield _with_etag(entity)
+    def query(
+        self,
+        table: str,
+        query_filter: str,
+        parameters: Mapping[str, Any],
+        *,
+        select: Sequence[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Entity]:
+        pages = self._table(table).query_entities(
+            query_filter, parameters=dict(parameters), select=list(select) if select else None,
+            results_per_page=page_size,
+        ).by_page()  # fmt: skip
+        for page in pages:
+            self.transactions += 1  # one request per page
+            for entity in page:
+                yield _with_etag(entity)
 
 
 def _with_etag(entity: Any) -> Entity:

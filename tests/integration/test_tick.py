@@ -14,7 +14,7 @@ from monitors.adapters.teams import PostResult
 from monitors.bootstrap import services_from_environment, tick
 from monitors.detections.break_glass_use import BG_ID, BG_UPN, PASSWORD, sign_in_row
 from monitors.detections.user_arm_write import ADELE, MANAGED_IDENTITY, arm_row
-from monitors.state import AlertState
+from monitors.history_store import HistoryQuery, HistoryStore
 from monitors.tick import Services
 
 USER_CLAIMS = {
@@ -41,7 +41,7 @@ def ingest(
 
 
 def history(services: Services) -> list[dict[str, Any]]:
-    return AlertState(services.store).history(limit=1000)
+    return HistoryStore(services.store).query(HistoryQuery(limit=200)).rows
 
 
 def test_late_user_write_and_break_glass_failure_alert_once(devstack: Devstack, services: Services) -> None:

@@ -1,0 +1,191 @@
+"""Alert history in Table Storage, laid out for on-call's questions.
+
+Every alert lives in partition "alert" (row key = alert id, which sorts newest first), with
+its full payload. Copies of its summary live in index partitions, one per detection and one
+per principal (object id and UPN), so a filtered page is a range read of one partition, never
+a scan of the table. A time range is a row-key range; severity and status are filters inside
+the chosen partition. Pages continue from the last row key shown, so paging stays cheap
+however many alerts are stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from monitors import alerts
+from monitors.adapters.table_store import StateStore, key, unpack
+from monitors.model import Alert
+
+TABLE = "alerts"
+MAIN = "alert"
+STATUSES = ("new", "acknowledged", "resolved", "waived")
+MAX_DELIVERY_LOG = 20
+MAX_PAGE = 200
+CHART_MAX_ALERTS = 20_000
+
+
+def index_partitions(detection: str, principal_key: str, principal_label: str) -> list[str]:
+    keys = dict.fromkeys([f"detection|{detection}", f"principal|{key(principal_key)}",
+                          f"principal|{key(principal_label.lower())}"])  # fmt: skip
+    return list(keys)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryQuery:
+    detection: str | None = None
+    severity: str | None = None
+    status: str | None = None
+    principal: str | None = None  # object id or UPN, any case
+    since: datetime | None = None
+    until: datetime | None = None
+    after: str | None = None  # the last alert id of the previous page
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page:
+    rows: list[dict[str, Any]]
+    next_after: str | None  # pass as `after` for the next page; None on the last page
+
+
+class HistoryStore:
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    # --- writes (the tick)
+
+    def write(self, alert: Alert, *, status: str, delivery: str, payload: dict[str, Any]) -> None:
+        """Create or overwrite the alert and its index copies; idempotent (crash recovery)."""
+        summary = _summary_entity(alert, status=status, delivery=delivery)
+        self.store.replace(TABLE, {**summary, "PartitionKey": MAIN, **payload}, None)
+        for partition in self._indexes(summary):
+            self.store.replace(TABLE, {**summary, "PartitionKey": partition}, None)
+
+    def record_delivery(
+        self, alert_id: str, *, delivery: str, attempts: int, error: str | None, now: datetime
+    ) -> None:
+        main = self.store.get(TABLE, MAIN, alert_id)
+        if main is None:
+            return
+        log = json.loads(main.get("DeliveryLog") or "[]")
+        log.append({"at": now.isoformat(), "result": delivery, "error": error})
+        changes = {
+            "Delivery": delivery,
+            "DeliveryAttempts": attempts,
+            "LastDeliveryError": error or "",
+            "DeliveryLog": json.dumps(log[-MAX_DELIVERY_LOG:]),
+        }
+        if delivery == "delivered":
+            changes["DeliveredAt"] = now
+        self._update(main, changes)
+
+    # --- on-call
+
+    def set_status(self, alert_id: str, status: str, *, by: str, note: str, now: datetime) -> dict[str, Any]:
+        """Acknowledge or resolve; every change is kept with who, when and why."""
+        if status not in ("acknowledged", "resolved"):
+            raise ValueError("status must be acknowledged or resolved")
+        main = self.store.get(TABLE, MAIN, alert_id)
+        if main is None:
+            raise KeyError(alert_id)
+        history = json.loads(main.get("StatusHistory") or "[]")
+        history.append({"at": now.isoformat(), "by": by, "from": main["Status"], "to": status, "note": note})
+        return self._update(main, {"Status": status, "StatusHistory": json.dumps(history)})
+
+    def get(self, alert_id: str) -> tuple[dict[str, Any], Alert] | None:
+        entity = self.store.get(TABLE, MAIN, alert_id)
+        if entity is None:
+            return None
+        return entity, alerts.from_json(unpack(entity))
+
+    def query(self, q: HistoryQuery) -> Page:
+        partition, conditions, params = MAIN, [], {}
+        if q.principal:
+            partition = f"principal|{key(q.principal.strip().lower())}"
+        elif q.detection:
+            partition = f"detection|{q.detection}"
+        params["pk"] = partition
+        if q.detection and q.principal:
+            conditions.append("Detection eq @detection")
+            params["detection"] = q.detection
+        if q.after:
+            conditions.append("RowKey gt @after")
+            params["after"] = q.after
+        if q.since:  # newer alerts have smaller row keys
+            conditions.append("RowKey lt @since")
+            params["since"] = f"{_inverted(q.since)}~"
+        if q.until:
+            conditions.append("RowKey ge @until")
+            params["until"] = f"{_inverted(q.until)}"
+        for column, value in (("Severity", q.severity), ("Status", q.status)):
+            if value:
+                conditions.append(f"{column} eq @{column.lower()}")
+                params[column.lower()] = value
+        limit = min(max(q.limit, 1), MAX_PAGE)
+        query_filter = " and ".join(["PartitionKey eq @pk", *conditions])
+        rows = []
+        for entity in self.store.query(TABLE, query_filter, params, page_size=limit + 1):
+            rows.append(entity)
+            if len(rows) > limit:
+                break
+        more = len(rows) > limit
+        return Page(rows=rows[:limit], next_after=rows[limit - 1]["RowKey"] if more else None)
+
+    def daily_counts(self, days: int, now: datetime) -> dict[str, Counter[str]]:
+        """Alerts per UTC day per detection, newest day last; reads only two small columns."""
+        start = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        counts: dict[str, Counter[str]] = {
+            (start + timedelta(days=n)).date().isoformat(): Counter() for n in range(days)
+        }
+        rows = self.store.query(
+            TABLE, "PartitionKey eq @pk and RowKey lt @since", {"pk": MAIN, "since": f"{_inverted(start)}~"},
+            select=["CreatedAt", "Detection"], page_size=1000,
+        )  # fmt: skip
+        for n, entity in enumerate(rows):
+            if n >= CHART_MAX_ALERTS:
+                break
+            day = entity["CreatedAt"].astimezone(UTC).date().isoformat()
+            if day in counts:
+                counts[day][entity["Detection"]] += 1
+        return counts
+
+    # --- helpers
+
+    def _indexes(self, summary: dict[str, Any]) -> list[str]:
+        return index_partitions(summary["Detection"], summary["PrincipalKey"], summary["Principal"])
+
+    def _update(self, main: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        """Change the main entity (ETag-guarded: a concurrent change raises StaleWrite), then its copies."""
+        updated = {**main, **changes}
+        self.store.replace(TABLE, updated, main["etag"])
+        for partition in self._indexes(main):
+            self.store.merge(TABLE, {"PartitionKey": partition, "RowKey": main["RowKey"], **changes})
+        return updated
+
+
+def _inverted(moment: datetime) -> str:
+    return alerts.alert_id_prefix(moment)
+
+
+def _summary_entity(alert: Alert, *, status: str, delivery: str) -> dict[str, Any]:
+    finding = alert.finding
+    return {
+        "RowKey": alert.alert_id,
+        "Detection": finding.detection,
+        "Severity": finding.severity.value,
+        "Principal": finding.principal.label,
+        "PrincipalKey": finding.principal.key,
+        "Headline": finding.headline,
+        "CreatedAt": alert.created_at,
+        "EventCount": len(finding.event_ids),
+        "Status": status,
+        "StatusHistory": "[]",
+        "Delivery": delivery,
+        "DeliveryAttempts": 0,
+        "LastDeliveryError": "",
+        "DeliveryLog": "[]",
+    }
