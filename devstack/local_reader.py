@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from devstack.loganalytics import ApiError, LogAnalyticsServer, QueryRequest
-from monitors.adapters.log_analytics import QueryFailed
+from monitors.adapters.log_analytics import QueryFailed, QueryIncomplete
 
 MAX_WAIT_S = 600.0  # the service's own ceiling
 
@@ -33,7 +33,7 @@ class LocalLogsReader:
                 f"the query engine refused the query: {error.message} {inner}".strip()
             ) from error
         if "error" in response:
-            raise QueryFailed(f"partial result: {response['error'].get('message')}")
+            raise QueryIncomplete(f"partial result: {response['error'].get('message')}")
         table = response["tables"][0]
         names = [column["name"] for column in table["columns"]]
         return [dict(zip(names, row, strict=True)) for row in table["rows"]]

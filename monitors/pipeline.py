@@ -9,17 +9,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from monitors import kql
-from monitors.adapters.log_analytics import LogsReader
+from monitors.adapters.log_analytics import LogsReader, QueryFailed, QueryIncomplete
 from monitors.detections.base import Context, Detection, RowError
 from monitors.model import Finding
 from monitors.watermark import Window
 
 log = logging.getLogger("monitors.pipeline")
 MAX_REASONS = 5
+# Log Analytics cuts a result at 500,000 rows (or ~64-100 MB). Well before that, or when the
+# service says the result is partial, the window is halved and each half queried on its own.
+SPLIT_AT_ROWS = 250_000
+MIN_WINDOW = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,9 +66,9 @@ def run_detection(
     context: Context,
     now: datetime,
     memory: Memory | None = None,
+    split_at_rows: int = SPLIT_AT_ROWS,
 ) -> DetectionRun:
-    query = render_query(detection, query_values(window, context))
-    rows = logs.query(query, start=window.earliest_time, end=max(now, window.end))
+    rows = _fetch(detection, logs, window, context, now, split_at_rows)
     observations, reasons = [], []
     for index, row in enumerate(rows):
         try:
@@ -88,3 +92,30 @@ def run_detection(
         skip_reasons=tuple(reasons),
         findings=tuple(detection.evaluate(observations, context)),
     )
+
+
+def _fetch(
+    detection: Detection,
+    logs: LogsReader,
+    window: Window,
+    context: Context,
+    now: datetime,
+    split_at_rows: int,
+) -> list[Any]:
+    """The window's rows; a result that is partial or near the row limit is split by ingestion time."""
+    query = render_query(detection, query_values(window, context))
+    try:
+        rows = logs.query(query, start=window.earliest_time, end=max(now, window.end))
+        if len(rows) < split_at_rows:
+            return rows
+        reason = f"{len(rows)} rows"
+    except QueryIncomplete as error:
+        reason = str(error)
+    if window.end - window.start <= MIN_WINDOW:
+        raise QueryFailed(
+            f"{detection.id}: even a {MIN_WINDOW.total_seconds():g} s window is too big: {reason}"
+        )
+    middle = window.start + (window.end - window.start) / 2
+    log.info("%s: splitting %s..%s at %s (%s)", detection.id, window.start, window.end, middle, reason)
+    first = _fetch(detection, logs, replace(window, end=middle), context, now, split_at_rows)
+    return first + _fetch(detection, logs, replace(window, start=middle), context, now, split_at_rows)

@@ -15,6 +15,10 @@ class QueryFailed(Exception):
     """The workspace did not return a complete answer; the tick must not move its watermark."""
 
 
+class QueryIncomplete(QueryFailed):
+    """A partial result (row or size limit, or a timeout): the caller may retry a smaller window."""
+
+
 class LogsReader(Protocol):
     def query(self, kql: str, start: datetime, end: datetime) -> list[Row]: ...
 
@@ -41,7 +45,7 @@ class LogAnalyticsReader:
             raise QueryFailed(f"Log Analytics refused the query: {error.message}") from error
         if result.status == LogsQueryStatus.PARTIAL:
             received = sum(len(t.rows) for t in result.partial_data)
-            raise QueryFailed(
+            raise QueryIncomplete(
                 f"Log Analytics returned a partial result ({received} rows): {result.partial_error.message}"
             )
         table = result.tables[0]

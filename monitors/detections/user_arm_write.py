@@ -104,7 +104,36 @@ def parse(row: Row) -> UserArmActivity:
 
 
 def evaluate(activities: Sequence[UserArmActivity], context: Context) -> list[Finding]:
-    return [_finding(a) for a in activities if a.principal.key not in context.known_principals]
+    by_principal: dict[str, UserArmActivity] = {}
+    for activity in activities:  # one row per user per query; a split window gives several
+        key = activity.principal.key
+        by_principal[key] = merge(by_principal[key], activity) if key in by_principal else activity
+    return [_finding(a) for key, a in by_principal.items() if key not in context.known_principals]
+
+
+def merge(a: UserArmActivity, b: UserArmActivity) -> UserArmActivity:
+    def union(x: tuple[str, ...], y: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(x + y))
+
+    return UserArmActivity(
+        principal=Principal(
+            user_id=a.principal.user_id or b.principal.user_id,
+            user_principal_name=a.principal.user_principal_name or b.principal.user_principal_name,
+        ),
+        rows=a.rows + b.rows,
+        operations=a.operations + b.operations,  # a Start/Success pair split across halves counts twice
+        operation_names=union(a.operation_names, b.operation_names),
+        succeeded=a.succeeded + b.succeeded,
+        failed=a.failed + b.failed,
+        with_mfa=a.with_mfa + b.with_mfa,
+        without_mfa=a.without_mfa + b.without_mfa,
+        client_app_ids=union(a.client_app_ids, b.client_app_ids),
+        ip_addresses=union(a.ip_addresses, b.ip_addresses),
+        subscriptions=union(a.subscriptions, b.subscriptions),
+        event_ids=union(a.event_ids, b.event_ids),
+        first_time=min(a.first_time, b.first_time),
+        last_time=max(a.last_time, b.last_time),
+    )
 
 
 def _finding(activity: UserArmActivity) -> Finding:
