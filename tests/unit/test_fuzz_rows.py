@@ -1,0 +1,135 @@
+"""Hostile and malformed query rows: parsing either yields an observation or a RowError, and
+whatever parses becomes a valid Teams message under 28 KB."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devstack.teams_sink import validate_message
+from monitors import alerts, cards
+from monitors.detections import break_glass_use, user_arm_write
+from monitors.detections.base import Context, RowError
+from monitors.settings import BreakGlassAccounts
+
+BG_ID = "7f6d3c2a-5b4e-4c1d-9a8b-0e1f2a3b4c5d"
+CONTEXT = Context(break_glass=BreakGlassAccounts(object_ids=frozenset({BG_ID}), upns=frozenset({"bg@x.com"})))
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
+LINKS = cards.CardLinks(history_url="https://func.example/api/alerts/x")
+
+nasty_text = st.one_of(
+    st.text(max_size=300),  # any unicode, control characters, surrogates excluded by hypothesis
+    st.sampled_from(["<script>alert(1)</script>", "[x](https://evil.example)", "${jndi:x}", "**b**",
+                     "\u202egnp.exe", "\x00\x1b[31m", "None", "", "{", "[]", "null", '{"a":'] ),
+    st.builds(lambda n: "A" * n, st.integers(min_value=10_000, max_value=1_100_000)),  # up to 1 MB
+)  # fmt: skip
+garbage = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), nasty_text,
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)  # fmt: skip
+guid = st.uuids().map(str)
+iso_time = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)).map(
+    lambda d: d.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+)
+
+
+@st.composite
+def corrupted(draw: st.DrawFn, rows: st.SearchStrategy) -> dict:
+    """A plausible row with up to three columns replaced by garbage or removed: most rows reach
+    evaluate() and the card builder, the rest exercise every RowError path."""
+    row = draw(rows)
+    for column in draw(st.lists(st.sampled_from(sorted(row)), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            row[column] = draw(garbage)
+        else:
+            del row[column]
+    return row
+
+
+json_list = st.lists(st.one_of(nasty_text, guid), max_size=30).map(json.dumps)
+counts = st.integers(min_value=0, max_value=10**6)
+auth_details = st.lists(
+    st.fixed_dictionaries({"authenticationMethod": st.one_of(nasty_text, st.sampled_from(
+        ["Password", "FIDO2 security key", "Text message", "Previously satisfied", "X.509 Certificate"])),
+        "succeeded": st.booleans()}), max_size=4,
+).map(json.dumps)  # fmt: skip
+
+user_arm_rows = st.fixed_dictionaries({
+    "PrincipalKey": guid, "UserId": guid, "UserPrincipalName": nasty_text,
+    "Rows": counts, "Operations": counts, "Succeeded": counts,
+    "Failed": counts, "WithMfa": counts, "WithoutMfa": counts,
+    "OperationNames": json_list, "ClientAppIds": json_list,
+    "IpAddresses": json_list, "Subscriptions": json_list,
+    "EventIds": st.lists(guid, min_size=1, max_size=50).map(json.dumps),
+    "FirstTime": iso_time, "LastTime": iso_time,
+})  # fmt: skip
+
+break_glass_rows = st.fixed_dictionaries({
+    "EventId": guid, "TimeGenerated": iso_time,
+    "Source": st.sampled_from(["SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity"]),
+    "UserId": st.just(BG_ID), "UserPrincipalName": st.just("bg@x.com"),
+    "App": nasty_text, "AppId": guid, "IPAddress": nasty_text,
+    "Location": nasty_text, "ResultType": st.sampled_from(["0", "50126", "Success"]),
+    "ResultDescription": nasty_text, "AuthenticationDetails": auth_details,
+    "UserAgent": nasty_text, "Operation": nasty_text,
+})  # fmt: skip
+
+
+def check_message(finding_list: list) -> None:
+    for alert in alerts.make_alerts(finding_list, NOW):
+        detection = user_arm_write.DETECTION if alert.finding.detection == "user-arm-write" else (
+            break_glass_use.DETECTION)  # fmt: skip
+        message = cards.build_message(alert, detection, LINKS)
+        body = json.dumps(message).encode()
+        assert validate_message(body) == []
+        assert len(body) <= cards.MAX_MESSAGE_BYTES
+        assert alerts.from_json(alerts.to_json(alert)) == alert  # survives the outbox round trip
+
+
+# Each example validates its cards against the Adaptive Card schema (~0.1-0.3 s): `make test`
+# runs 200 examples of up to 5 rows per detection, `make reliability` sets FUZZ_EXAMPLES=3000.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@FUZZ
+@given(st.lists(corrupted(user_arm_rows), min_size=1, max_size=3))
+def test_user_arm_write_rows(rows: list[dict]) -> None:
+    parsed = []
+    for row in rows:
+        try:
+            parsed.append(user_arm_write.parse(row))
+        except RowError:
+            continue  # skipped and counted by the pipeline
+    check_message(user_arm_write.evaluate(parsed, Context()))
+
+
+@FUZZ
+@given(st.lists(corrupted(break_glass_rows), min_size=1, max_size=5))
+def test_break_glass_rows(rows: list[dict]) -> None:
+    parsed = []
+    for row in rows:
+        try:
+            parsed.append(break_glass_use.parse(row))
+        except RowError:
+            continue
+    check_message(break_glass_use.evaluate(parsed, CONTEXT))
+
+
+def test_invalid_json_and_a_1_mb_user_agent_are_contained() -> None:
+    row = {"EventId": str(uuid.uuid4()), "Source": "SigninLogs",
+           "TimeGenerated": (NOW - timedelta(hours=1)).isoformat(), "UserId": BG_ID,
+           "UserPrincipalName": "bg@x.com", "ResultType": "0",
+           "AuthenticationDetails": "not json", "UserAgent": "A" * 1_000_000}  # fmt: skip
+    event = break_glass_use.parse(row)
+    assert event.methods == ("unreadable authentication details",)
+    assert len(event.user_agent or "") <= 512
+    check_message(break_glass_use.evaluate([event], CONTEXT))
