@@ -20,6 +20,17 @@ from monitors.bootstrap import services_from_environment
 from monitors.detections.user_arm_write import arm_row
 from monitors.settings import Webhook
 
+MINIMAL_CARD = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "hello"}]}
+
+
+def envelope(card: dict) -> dict:
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        ],
+    }
+
 
 def test_managed_identity_credential_gets_verifiable_tokens(devstack: Devstack, app_env: dict) -> None:
     credential = ManagedIdentityCredential()
@@ -81,15 +92,8 @@ def test_log_analytics_reader_returns_typed_rows(devstack: Devstack, app_env: di
 def test_webhook_poster_delivers_a_card_the_sink_accepts(devstack: Devstack, app_env: dict) -> None:
     poster = services_from_environment().teams
     webhook = services_from_environment().settings.webhooks[0]
-    card = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "hello"}]}
-    payload = {
-        "type": "message",
-        "attachments": [
-            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
-        ],
-    }
-    assert poster.post(webhook, payload).delivered
-    assert devstack.teams.messages()[-1]["card"] == card
+    assert poster.post(webhook, envelope(MINIMAL_CARD)).delivered
+    assert devstack.teams.messages()[-1]["card"] == MINIMAL_CARD
 
 
 def test_webhook_poster_reports_429_without_leaking_the_url(devstack: Devstack, app_env: dict) -> None:
@@ -168,3 +172,23 @@ def test_history_routes_serve_stored_alerts(devstack: Devstack, function_app: Mo
         )
         assert missing.status_code == 404
         assert bad not in missing.get_body().decode()
+
+
+def test_webhook_poster_keeps_to_four_requests_per_second(devstack: Devstack, app_env: dict) -> None:
+    import requests
+
+    from monitors.adapters.teams import WebhookPoster
+
+    clock = [1000.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
+    poster = WebhookPoster(requests.Session(), clock=lambda: clock[0], sleep=sleep)
+    webhook = services_from_environment().settings.webhooks[0]
+    for _ in range(5):
+        assert poster.post(webhook, envelope(MINIMAL_CARD)).delivered
+    assert waits == [0.25, 0.25, 0.25, 0.25]  # the clock stands still between posts: each one waits
+    assert len(devstack.teams.messages()) == 5

@@ -181,3 +181,26 @@ def test_crash_before_commit_is_recovered_without_a_duplicate(devstack: Devstack
     assert report.alerts_stored == 0
     assert len(history(services)) == 1
     assert len(devstack.teams.messages()) == 1
+
+
+def test_each_webhook_receives_only_alerts_at_or_above_its_minimum_severity(
+    devstack: Devstack, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BREAK_GLASS_ACCOUNTS", BG_ID)
+    monkeypatch.setenv("TEAMS_WEBHOOK_URL_2", devstack.teams.webhook_url("critical-only"))
+    monkeypatch.setenv("TEAMS_WEBHOOK_MIN_SEVERITY_2", "critical")
+    services = services_from_environment()
+    now = datetime.now(UTC)
+    with_mfa = {**USER_CLAIMS, "http://schemas.microsoft.com/claims/authnmethodsreferences": "pwd,mfa"}
+    ingest(devstack, "AzureActivity", [arm_row("m-1", "AdeleV@contoso.com", with_mfa)],
+           now - timedelta(minutes=9), now - timedelta(minutes=8))  # fmt: skip
+    ingest(devstack, "SigninLogs", [sign_in_row("bg-1", BG_ID, BG_UPN)], now - timedelta(minutes=9),
+           now - timedelta(minutes=8))  # fmt: skip
+    tick(services, now)
+
+    def titles(name: str) -> list[str]:
+        return sorted(m["card"]["body"][0]["text"] for m in devstack.teams.messages(name))
+
+    assert titles("oncall") == ["CRITICAL · Break-glass account used",
+                                "MEDIUM · User account performs ARM writes for the first time"]  # fmt: skip
+    assert titles("critical-only") == ["CRITICAL · Break-glass account used"]
