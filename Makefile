@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install install-browser demo test lint checkov unit integration infra devstack clean
+.PHONY: install install-browser demo test lint checkov unit integration infra devstack reliability bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -49,3 +49,11 @@ devstack: install
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .devstack artifacts .pytest_cache .ruff_cache
+
+# Every fault scenario on the devstack (make test runs a fast subset), then RELIABILITY.md.
+reliability: install install-browser
+	RELIABILITY_FULL=1 FUZZ_EXAMPLES=3000 $(PY) -m pytest tests/reliability tests/unit/test_fuzz_rows.py -p no:cacheprovider; status=$$?; \
+	$(PY) tools/reliability_report.py artifacts/reliability/results.json RELIABILITY.md && exit $$status
+
+bench: install
+	$(PY) tools/bench.py

@@ -12,6 +12,12 @@ function; the query is rewritten token by token, so string literals and comments
 touched). Keys of loaded rows that the schema does not document are dropped with a warning: a
 query naming such a column fails here as it would in Azure, instead of passing locally only.
 
+Faults on demand, for reliability tests: `set_fault(mode, count=...)` (or `POST /admin/faults`
+with `{"mode", "count", "retry_after", "delay"}`, `DELETE /admin/faults` to clear) makes the next
+`count` queries answer 429 with Retry-After, 500, 503, a 504 after `delay` seconds (the server
+timeout), a dropped connection, a partial result (half the rows and a `PartialError`) or a 400
+`BadArgumentError`, each in the service's own shape.
+
 Deliberate differences from the service, all on the side of "fail loudly or stay simple":
 `ago()`/`now()` are measured from the end of the request's timespan (so a replay over past
 data behaves as it did live); the timespan is inclusive at both ends; KQL constructs that
@@ -25,13 +31,15 @@ import json
 import math
 import re
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
@@ -52,6 +60,9 @@ AUDIENCE = "https://api.loganalytics.io"
 DEFAULT_MAX_ROWS = 500_000  # the service's per-result record limit
 DEFAULT_WAIT_S = 180  # the service's default server timeout; `Prefer: wait=N` overrides it
 INGESTION_COLUMN = "_IngestionTime"
+# Injectable query faults: status codes, a server timeout, a dropped connection, a partial
+# result, a query the service rejects; "none" clears.
+FAULT_MODES = frozenset({"429", "500", "503", "timeout", "drop", "partial", "invalid", "none"})
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -317,6 +328,16 @@ class QueryRequest:
     include_statistics: bool
 
 
+@dataclass(slots=True)
+class QueryFault:
+    """What the next `count` queries get instead of their answer (count None: until cleared)."""
+
+    mode: str
+    count: int | None = None
+    retry_after: float = 1.0
+    delay: float = 0.0
+
+
 class LogAnalyticsServer(HttpsService):
     """The query API plus admin endpoints to load rows; one in-memory DuckDB, thread-safe."""
 
@@ -344,6 +365,9 @@ class LogAnalyticsServer(HttpsService):
         self.ca_path = self.state_dir / "certs" / "ca.pem"
         self._lock = threading.Lock()
         self._warned: set[tuple[str, str]] = set()
+        self._fault: QueryFault | None = None
+        self.fault_log: list[str] = []  # the mode of every fault answered, oldest first
+        self.query_count = 0  # query requests that reached the workspace (faulted or not)
         self._con = duckdb_kql.connect()
         self._catalog = self._con.sql("SELECT current_database()").fetchall()[0][0]
         for table, columns in self.schema.items():
@@ -464,6 +488,42 @@ class LogAnalyticsServer(HttpsService):
             columns_values = [list(values) for values in zip(*rows, strict=True)]
             cursor.execute(f'INSERT INTO "{table}" ({names}) SELECT {select}', columns_values)
 
+    # faults
+
+    def set_fault(
+        self, mode: str, count: int | None = None, retry_after: float = 1.0, delay: float = 0.0
+    ) -> None:
+        """Fail the next `count` queries (None: until cleared) the way `mode` says; "none" clears."""
+        if mode not in FAULT_MODES:
+            raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}")
+        if count is not None and count < 1:
+            raise ValueError("count must be at least 1 (omit it for 'until cleared')")
+        if retry_after < 0 or delay < 0:
+            raise ValueError("retry_after and delay must not be negative")
+        with self._lock:
+            self._fault = None if mode == "none" else QueryFault(mode, count, retry_after, delay)
+
+    def clear_faults(self) -> None:
+        self.set_fault("none")
+
+    def faults(self) -> dict[str, Any] | None:
+        with self._lock:
+            return None if self._fault is None else asdict(self._fault)
+
+    def take_fault(self) -> QueryFault | None:
+        """The fault for this query, counted down; every query is counted."""
+        with self._lock:
+            self.query_count += 1
+            fault = self._fault
+            if fault is None:
+                return None
+            if fault.count is not None:
+                fault.count -= 1
+                if fault.count <= 0:
+                    self._fault = None
+            self.fault_log.append(fault.mode)
+            return QueryFault(fault.mode, fault.count, fault.retry_after, fault.delay)
+
     # queries
 
     def authorize(self, header: str | None) -> dict[str, Any]:
@@ -546,8 +606,9 @@ class LogAnalyticsServer(HttpsService):
                 sql = f'CREATE TEMP VIEW "{table}" AS SELECT * FROM {source}."{table}" WHERE {window}'  # noqa: S608
                 cursor.execute(sql)
 
-    def _partial_error(self) -> dict[str, Any]:
+    def _partial_error(self, detail: str | None = None) -> dict[str, Any]:
         limit = f"Query result set has exceeded the internal record count limit {self.max_rows}"
+        detail = detail or f"{limit} (E_QUERY_RESULT_SET_TOO_LARGE; see https://aka.ms/kustoquerylimits)"
         return {
             "code": "PartialError",
             "message": "There were some errors when processing your query.",
@@ -557,7 +618,7 @@ class LogAnalyticsServer(HttpsService):
                     "message": "Something went wrong processing your query on the server.",
                     "innererror": {
                         "code": "-2133196797",
-                        "message": f"{limit} (E_QUERY_RESULT_SET_TOO_LARGE; see https://aka.ms/kustoquerylimits)",
+                        "message": detail,
                         "severity": 2,
                         "severityName": "Error",
                     },
@@ -586,7 +647,9 @@ class _Handler(JsonHandler):
         body = self.read_body()  # always drained, so a keep-alive connection stays in sync
         path = urlparse(self.path).path
         try:
-            if (match := _ROWS_PATH.fullmatch(path)) is not None:
+            if path == "/admin/faults":
+                self._set_fault(body)
+            elif (match := _ROWS_PATH.fullmatch(path)) is not None:
                 self._ingest(unquote(match["table"]), body)
             elif (match := _QUERY_PATH.fullmatch(path)) is not None:
                 self._query(unquote(match["workspace"]), body)
@@ -597,16 +660,44 @@ class _Handler(JsonHandler):
 
     def do_DELETE(self) -> None:
         self.read_body()
+        path = urlparse(self.path).path
         try:
-            if urlparse(self.path).path != "/admin/tables":
+            if path not in ("/admin/tables", "/admin/faults"):
                 raise ApiError(404, "PathNotFoundError", "The requested path does not exist")
             self._loopback_only()
-            self.send_json(200, {"deleted": self.api.clear()})
+            if path == "/admin/faults":
+                self.api.clear_faults()
+                self.send_json(200, {"fault": None})
+            else:
+                self.send_json(200, {"deleted": self.api.clear()})
         except ApiError as error:
             self.send_json(error.status, error.body())
 
     def do_GET(self) -> None:
-        self.send_json(404, ApiError(404, "PathNotFoundError", "The requested path does not exist").body())
+        try:
+            if urlparse(self.path).path != "/admin/faults":
+                raise ApiError(404, "PathNotFoundError", "The requested path does not exist")
+            self._loopback_only()
+            self.send_json(200, {"fault": self.api.faults(), "answered": list(self.api.fault_log)})
+        except ApiError as error:
+            self.send_json(error.status, error.body())
+
+    def _set_fault(self, body: bytes) -> None:
+        self._loopback_only()
+        try:
+            spec = json.loads(body or b"null")
+            if not isinstance(spec, dict):
+                raise ValueError('need a JSON object like {"mode": "429", "count": 2}')
+            count = spec.get("count")
+            self.api.set_fault(
+                str(spec.get("mode")),
+                count=None if count is None else int(count),
+                retry_after=float(spec.get("retry_after", 1.0)),
+                delay=float(spec.get("delay", 0.0)),
+            )
+        except (TypeError, ValueError) as error:
+            raise bad_argument(f"bad fault: {error}") from error
+        self.send_json(200, {"fault": self.api.faults()})
 
     def _query(self, workspace_id: str, body: bytes) -> None:
         # The service's order: who are you, then which workspace, then what you asked.
@@ -623,7 +714,44 @@ class _Handler(JsonHandler):
         timespan = payload.get("timespan")
         wait_s, statistics = parse_prefer(self.headers.get("Prefer"))
         request = QueryRequest(payload["query"], str(timespan) if timespan else None, wait_s, statistics)
-        self.send_json(200, self.api.query(request))
+        fault = self.api.take_fault()
+        if fault is not None and fault.mode != "partial":
+            self._answer_fault(fault)
+            return
+        response = self.api.query(request)
+        if fault is not None:  # partial: half the rows, and the block that says so
+            table = response["tables"][0]
+            total = len(table["rows"])
+            table["rows"] = table["rows"][: total // 2]
+            detail = f"Query aborted after {total // 2} of {total} rows (injected fault; E_RUNAWAY_QUERY)"
+            response["error"] = self.api._partial_error(detail)
+        self.send_json(200, response)
+
+    def _answer_fault(self, fault: QueryFault) -> None:
+        """A failure in the service's shape; `delay` first for the slow ones."""
+        if fault.mode == "429":
+            error = ApiError(429, "ThrottledError", "Too many requests; retry after the time in Retry-After")
+            self.send_json(429, error.body(), {"Retry-After": f"{fault.retry_after:g}"})
+        elif fault.mode in ("500", "503"):
+            code = "InternalServerError" if fault.mode == "500" else "ServiceUnavailable"
+            error = ApiError(int(fault.mode), code, f"Injected fault {fault.mode}")
+            self.send_json(error.status, error.body())
+        elif fault.mode == "timeout":
+            time.sleep(fault.delay)
+            message = f"The query exceeded the server timeout of {fault.delay:g} seconds (injected fault)"
+            self.send_json(504, ApiError(504, "GatewayTimeout", message).body())
+        elif fault.mode == "drop":
+            time.sleep(fault.delay)
+            self._reset_connection()
+        else:  # invalid
+            error = bad_argument("Query could not be parsed at 'injected' (injected fault)", "SyntaxError")
+            self.send_json(error.status, error.body())
+
+    def _reset_connection(self) -> None:
+        """Close with RST (SO_LINGER 0): the client sees the connection reset with no answer."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     def _ingest(self, table: str, body: bytes) -> None:
         self._loopback_only()

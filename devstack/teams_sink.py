@@ -4,6 +4,9 @@ It checks what the Workflows trigger and the default "post card" flow check (env
 Card 1.5 schema, no post-back actions, 28 KB) so a card that would fail in Teams fails here too,
 and it records every request so tests and the demo can see what was delivered or rejected.
 
+Faults on demand (``set_fault`` or ``POST /admin/faults``): 429 with Retry-After, 413, 500, 503,
+slow, down (connection reset) and lost (202, then never shown: what a broken flow looks like).
+
 Difference from the real thing: the real trigger answers 202 first and the flow fails later,
 out of the sender's sight. By default the sink answers 400/413 instead so tests notice; pass
 ``reject_invalid=False`` (``--lenient``) to answer 202 like Teams while still recording the rejection.
@@ -41,7 +44,9 @@ MAX_BODY_BYTES = 28 * 1024  # Teams rejects messages above 28 KB
 MAX_CARD_VERSION = (1, 5)  # 1.6 cards fail through Power Automate
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 FORBIDDEN_ACTIONS = {"Action.Submit", "Action.Execute"}  # Workflows cards cannot post back
-FAULT_MODES = {"429", "500", "503", "slow", "down", "none"}
+# "413": the flow refuses the message as too large (every one, or those above `min_bytes`); "lost":
+# 202 like a healthy trigger, but the flow never posts it (nothing tells the sender).
+FAULT_MODES = {"429", "413", "500", "503", "slow", "down", "lost", "none"}
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "traceparent", "x-ms-client-request-id")
 MAX_ERRORS = 10
 
@@ -253,6 +258,7 @@ class Fault:
     count: int | None = None
     retry_after: int = 1
     delay: float = 1.0
+    min_bytes: int = 0  # only requests with a larger body fail (e.g. a flow whose real limit is lower)
 
 
 def _now() -> str:
@@ -310,6 +316,7 @@ class TeamsSink(HttpsService):
         count: int | None = None,
         retry_after: int = 1,
         delay: float = 1.0,
+        min_bytes: int = 0,
     ) -> None:
         """Fail the next ``count`` requests to ``name`` (or to every webhook); mode "none" clears."""
         if mode not in FAULT_MODES:
@@ -320,7 +327,7 @@ class TeamsSink(HttpsService):
             if mode == "none":
                 self._faults.pop(name, None)
             else:
-                self._faults[name] = Fault(mode, count, retry_after, delay)
+                self._faults[name] = Fault(mode, count, retry_after, delay, min_bytes)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -352,18 +359,18 @@ class TeamsSink(HttpsService):
 
     # request handling (called from handler threads)
 
-    def _take_fault(self, name: str) -> Fault | None:
-        """The fault that applies to this request, counting it down."""
+    def _take_fault(self, name: str, size: int = 0) -> Fault | None:
+        """The fault that applies to this request (of `size` bytes), counting it down."""
         with self._lock:
             key = name if name in self._faults else None
             fault = self._faults.get(key)
-            if fault is None:
+            if fault is None or (fault.min_bytes and size <= fault.min_bytes):
                 return None
             if fault.count is not None:
                 fault.count -= 1
                 if fault.count <= 0:
                     del self._faults[key]
-            return Fault(fault.mode, fault.count, fault.retry_after, fault.delay)
+            return Fault(fault.mode, fault.count, fault.retry_after, fault.delay, fault.min_bytes)
 
     def _check_sig(self, name: str, sig: str | None) -> bool | None:
         with self._lock:
@@ -451,7 +458,7 @@ class _Handler(JsonHandler):
             "headers": {h: self.headers[h] for h in KEPT_HEADERS if h in self.headers},
             "has_authorization": "Authorization" in self.headers,
         }
-        fault = self.sink._take_fault(name)
+        fault = self.sink._take_fault(name, len(body))
         if fault is not None and fault.mode != "slow":
             self._answer_fault(fault, attempt)
             return
@@ -504,12 +511,18 @@ class _Handler(JsonHandler):
             self.send_json(status, error)
 
     def _answer_fault(self, fault: Fault, attempt: dict[str, Any]) -> None:
-        attempt.update(
-            outcome=f"fault:{fault.mode}", status=None if fault.mode == "down" else int(fault.mode)
-        )
+        statuses: dict[str, int | None] = {"down": None, "lost": 202}
+        status = statuses[fault.mode] if fault.mode in statuses else int(fault.mode)
+        attempt.update(outcome=f"fault:{fault.mode}", status=status)
         self.sink._record(attempt)
         if fault.mode == "down":
             self._reset_connection()
+        elif fault.mode == "lost":
+            self.send_bytes(202, b"", "text/plain")
+        elif fault.mode == "413":
+            limit = fault.min_bytes or MAX_BODY_BYTES
+            message = f"injected fault: the flow refused the message as larger than {limit} bytes"
+            self.send_json(413, _error("RequestEntityTooLarge", message))
         elif fault.mode == "429":
             headers = {"Retry-After": str(fault.retry_after)}
             self.send_json(429, _error("TooManyRequests", "rate limit is exceeded; retry later"), headers)
@@ -541,6 +554,7 @@ class _Handler(JsonHandler):
                 count=None if spec.get("count") is None else int(spec["count"]),
                 retry_after=int(spec.get("retry_after", 1)),
                 delay=float(spec.get("delay", 1.0)),
+                min_bytes=int(spec.get("min_bytes", 0)),
             )
         except (TypeError, ValueError) as exc:
             self.send_json(400, _error("BadRequest", f"bad fault: {exc}"))

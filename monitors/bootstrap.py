@@ -12,6 +12,7 @@ from monitors.adapters.teams import WebhookPoster
 from monitors.detections import DETECTIONS
 from monitors.settings import Settings, load_settings
 from monitors.tick import Services, TickReport, run_tick
+from monitors.waivers import WaiverBook
 
 
 def build_services(settings: Settings) -> Services:
@@ -28,11 +29,13 @@ def build_services(settings: Settings) -> Services:
         credential, endpoint=settings.log_analytics_endpoint, audience=settings.log_analytics_audience
     )
     tables = TableServiceClient(settings.table_endpoint, credential=credential)
+    store = TableStore(tables, settings.table_prefix)
     return Services(
         settings=settings,
         logs=LogAnalyticsReader(logs_client, settings.workspace_id),
-        store=TableStore(tables, settings.table_prefix),
+        store=store,
         teams=WebhookPoster(requests.Session()),
+        waivers=WaiverBook(store).covering,
     )
 
 

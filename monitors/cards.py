@@ -21,10 +21,13 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitors.detections.base import Detection
 from monitors.model import Alert, EventLine, Severity
+
+if TYPE_CHECKING:
+    from monitors.waivers import Waiver
 
 MAX_MESSAGE_BYTES = 28 * 1024  # Teams rejects larger webhook messages (DOMAIN.md section 6)
 MAX_VALUE_CHARS = 300  # one log value on the card; the alert history keeps the whole row
@@ -282,6 +285,46 @@ def _actions(alert: Alert, links: CardLinks) -> list[dict[str, Any]]:
     portal_actions = [sign_ins, activity] if from_sign_ins else [activity, sign_ins]
     history = [_open_url("Open alert history", links.history_url)] if links.history_url else []
     return history + portal_actions
+
+
+# --------------------------------------------------------------------------- waiver reminders
+
+_REMINDER_STEPS = (
+    "Still needed? The owner asks the approver for a new waiver before this one ends "
+    "(python -m monitors waivers add ... --replace).",
+    "Migrated to a workload identity, or no longer needed? Let it end, or revoke it now "
+    "(python -m monitors waivers revoke ...).",
+)
+
+
+def build_waiver_reminder(waiver: Waiver, links: CardLinks) -> dict[str, Any]:
+    """The Workflows message saying a waiver ends soon; one per waiver, small by construction.
+
+    Its values come from people at the CLI, not from logs, and are escaped all the same.
+    """
+    principal = escape_text(waiver.principal)
+    detection = escape_text(waiver.detection, _TITLE_CHARS)
+    facts = (
+        ("Principal", waiver.principal),
+        ("Detection", waiver.detection),
+        ("Owner", waiver.owner),
+        ("Approved by", waiver.approver),
+        ("Reason", waiver.reason),
+        ("Recorded", f"by {waiver.created_by}, {_when(waiver.created_at)}"),
+        ("Ends", _when(waiver.expires_at)),
+    )
+    headline = f"The waiver for {principal} ends {_when(waiver.expires_at)}"
+    body = [
+        _text(f"WAIVER ENDING · {detection}", weight="Bolder", color="Warning"),
+        _text(headline, size="Large", weight="Bolder", spacing="Small"),
+        _text(f"After that, this account's next {detection} finding alerts again.", spacing="Small"),
+        *_facts(facts, _RUNBOOK_CHARS),
+        *_runbook(_REMINDER_STEPS),
+    ]
+    portal = links.portal_url.rstrip("/")
+    actions = [_open_url("Open alert history", links.history_url)] if links.history_url else []
+    actions.append(_open_url("Activity Log", portal + ACTIVITY_LOG))
+    return _envelope(body, actions)
 
 
 def _open_url(title: str, url: str) -> dict[str, Any]:

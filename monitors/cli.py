@@ -2,6 +2,8 @@
 
 tick      run one monitoring tick with the app settings in the environment
 replay    run the detections over exported logs, offline, with a fresh empty state
+waivers   accepted exceptions: add, list, revoke, audit
+alerts    the alert history: list, show, ack, resolve
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from monitors import cli_alerts, cli_waivers
 from monitors.detections import DETECTIONS
 from monitors.detections.base import Context
 from monitors.settings import BreakGlassAccounts, SettingsError, parse_break_glass
@@ -36,10 +39,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay.add_argument("--break-glass", action="append", default=[], metavar="ID_OR_UPN",
                         help="a break-glass account (object id or UPN); repeat for several")  # fmt: skip
     replay.add_argument("--format", choices=["json", "table"], default="table")
+    cli_waivers.add_commands(commands)
+    cli_alerts.add_commands(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "tick":
             return _tick()
+        if args.command == "waivers":
+            return cli_waivers.run(args)
+        if args.command == "alerts":
+            return cli_alerts.run(args)
         return _replay(args.logdir, args.break_glass, args.format, sys.stdout, sys.stderr)
     except (ReplayError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,18 +53,29 @@ class Page:
     next_after: str | None  # pass as `after` for the next page; None on the last page
 
 
+class StatusConflict(Exception):
+    """The alert's status is not one the change may start from (someone else changed it first)."""
+
+    def __init__(self, current: str) -> None:
+        self.current = current
+        super().__init__(f"the alert is {current}")
+
+
 class HistoryStore:
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
     # --- writes (the tick)
 
-    def write(self, alert: Alert, *, status: str, delivery: str, payload: dict[str, Any]) -> None:
-        """Create or overwrite the alert and its index copies; idempotent (crash recovery)."""
-        summary = _summary_entity(alert, status=status, delivery=delivery)
-        self.store.replace(TABLE, {**summary, "PartitionKey": MAIN, **payload}, None)
-        for partition in self._indexes(summary):
-            self.store.replace(TABLE, {**summary, "PartitionKey": partition}, None)
+    def write(
+        self, alert: Alert, *, status: str, delivery: str, payload: dict[str, Any], waiver: str | None = None
+    ) -> None:
+        """Create or overwrite the alert and its index copies; idempotent (crash recovery).
+
+        `waiver` names the waiver that covered a "waived" alert ("waiver by ... until ...: reason").
+        """
+        for entity in alert_entities(alert, status=status, delivery=delivery, payload=payload, waiver=waiver):
+            self.store.replace(TABLE, entity, None)
 
     def record_delivery(
         self, alert_id: str, *, delivery: str, attempts: int, error: str | None, now: datetime
@@ -85,15 +97,32 @@ class HistoryStore:
 
     # --- on-call
 
-    def set_status(self, alert_id: str, status: str, *, by: str, note: str, now: datetime) -> dict[str, Any]:
-        """Acknowledge or resolve; every change is kept with who, when and why."""
+    def set_status(
+        self,
+        alert_id: str,
+        status: str,
+        *,
+        by: str,
+        note: str,
+        now: datetime,
+        via: str | None = None,
+        allowed_from: Collection[str] | None = None,
+    ) -> dict[str, Any]:
+        """Acknowledge or resolve; every change is kept with who, when, why and (`via`) how `by` is known.
+
+        `allowed_from`: the statuses the change may start from, checked on the same read the
+        ETag-guarded write uses, so two people acting at once cannot both acknowledge.
+        """
         if status not in ("acknowledged", "resolved"):
             raise ValueError("status must be acknowledged or resolved")
         main = self.store.get(TABLE, MAIN, alert_id)
         if main is None:
             raise KeyError(alert_id)
+        if allowed_from is not None and main["Status"] not in allowed_from:
+            raise StatusConflict(main["Status"])
         history = json.loads(main.get("StatusHistory") or "[]")
-        history.append({"at": now.isoformat(), "by": by, "from": main["Status"], "to": status, "note": note})
+        change = {"at": now.isoformat(), "by": by, "from": main["Status"], "to": status, "note": note}
+        history.append({**change, "via": via} if via else change)
         return self._update(main, {"Status": status, "StatusHistory": json.dumps(history)})
 
     def get(self, alert_id: str) -> tuple[dict[str, Any], Alert] | None:
@@ -167,11 +196,20 @@ class HistoryStore:
         return updated
 
 
+def alert_entities(
+    alert: Alert, *, status: str, delivery: str, payload: dict[str, Any], waiver: str | None = None
+) -> list[dict[str, Any]]:
+    """The main entity (summary and payload) and its index copies (summary only), as stored."""
+    summary = _summary_entity(alert, status=status, delivery=delivery, waiver=waiver)
+    indexes = index_partitions(summary["Detection"], summary["PrincipalKey"], summary["Principal"])
+    return [{**summary, "PartitionKey": MAIN, **payload}, *({**summary, "PartitionKey": p} for p in indexes)]
+
+
 def _inverted(moment: datetime) -> str:
     return alerts.alert_id_prefix(moment)
 
 
-def _summary_entity(alert: Alert, *, status: str, delivery: str) -> dict[str, Any]:
+def _summary_entity(alert: Alert, *, status: str, delivery: str, waiver: str | None) -> dict[str, Any]:
     finding = alert.finding
     return {
         "RowKey": alert.alert_id,
@@ -188,4 +226,5 @@ def _summary_entity(alert: Alert, *, status: str, delivery: str) -> dict[str, An
         "DeliveryAttempts": 0,
         "LastDeliveryError": "",
         "DeliveryLog": "[]",
+        "Waiver": waiver or "",
     }

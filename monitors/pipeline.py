@@ -24,6 +24,11 @@ MAX_REASONS = 5
 # service says the result is partial, the window is halved and each half queried on its own.
 SPLIT_AT_ROWS = 250_000
 MIN_WINDOW = timedelta(seconds=1)
+# The service applies a query's timespan to TimeGenerated. A source whose clock runs ahead stamps
+# rows after their ingestion time, even after our now: a timespan ending at now would drop them
+# while the watermark moves past them. A day of slack covers a source clock hours off; rows dated
+# further ahead are still dropped by the timespan (tests/reliability/test_time.py).
+FUTURE_SKEW = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,7 +110,7 @@ def _fetch(
     """The window's rows; a result that is partial or near the row limit is split by ingestion time."""
     query = render_query(detection, query_values(window, context))
     try:
-        rows = logs.query(query, start=window.earliest_time, end=max(now, window.end))
+        rows = logs.query(query, start=window.earliest_time, end=max(now, window.end) + FUTURE_SKEW)
         if len(rows) < split_at_rows:
             return rows
         reason = f"{len(rows)} rows"

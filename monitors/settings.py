@@ -20,6 +20,11 @@ from monitors.model import Severity
 PUBLIC_LOG_ANALYTICS = "https://api.loganalytics.io"
 DEFAULT_ALLOWED_WEBHOOK_HOSTS = ("*.environment.api.powerplatform.com", "*.logic.azure.com")
 MAX_EXTRA_WEBHOOKS = 5
+# Who may use the history page and how the person acting on an alert is known:
+# "function-key": a function key opens it; the person types their name (nobody verifies it).
+# "easy-auth": App Service Authentication (Entra ID) is in front; its X-MS-CLIENT-PRINCIPAL-NAME
+# header names the person. Only trusted in this mode: without Easy Auth anyone can send it.
+HISTORY_AUTH_MODES = ("function-key", "easy-auth")
 
 _UPN = re.compile(r"^[A-Za-z0-9._%+'#-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
@@ -73,9 +78,12 @@ class Settings:
     break_glass: BreakGlassAccounts
     schedule: str
     history_base_url: str | None
+    history_auth: str = "function-key"
     portal_url: str
     managed_identity_client_id: str | None
     late_arrival_hours: int
+    waiver_max_days: int = 180
+    waiver_reminder_days: int = 7
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -107,9 +115,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         break_glass=read("BREAK_GLASS_ACCOUNTS", parse_break_glass, BreakGlassAccounts()),
         schedule=read("MONITOR_SCHEDULE", _schedule, "", required=True),
         history_base_url=read("HISTORY_BASE_URL", _https_url, None),
+        history_auth=read("HISTORY_AUTH", _history_auth, "function-key"),
         portal_url=read("AZURE_PORTAL_URL", _https_url, "https://portal.azure.com"),
         managed_identity_client_id=read("AZURE_CLIENT_ID", _guid, None),
         late_arrival_hours=read("LATE_ARRIVAL_HOURS", _late_arrival_hours, 48),
+        waiver_max_days=read("WAIVER_MAX_DAYS", _waiver_max_days, 180),
+        waiver_reminder_days=read("WAIVER_REMINDER_DAYS", _waiver_reminder_days, 7),
     )
     if problems:
         raise SettingsError(problems)
@@ -208,6 +219,13 @@ def _table_prefix(raw: str) -> str:
     return raw
 
 
+def _history_auth(raw: str) -> str:
+    mode = raw.lower()
+    if mode not in HISTORY_AUTH_MODES:
+        raise ValueError(f"is {raw!r}; use function-key or easy-auth")
+    return mode
+
+
 def _late_arrival_hours(raw: str) -> int:
     try:
         hours = int(raw)
@@ -216,6 +234,24 @@ def _late_arrival_hours(raw: str) -> int:
     if not 48 <= hours <= 24 * 14:
         raise ValueError(f"is {hours}; it must be between 48 (Activity Log can arrive that late) and 336")
     return hours
+
+
+def _whole_days(raw: str, low: int, high: int, meaning: str) -> int:
+    try:
+        days = int(raw)
+    except ValueError:
+        raise ValueError(f"is {raw!r}, not a whole number of days") from None
+    if not low <= days <= high:
+        raise ValueError(f"is {days}; it must be between {low} and {high} ({meaning})")
+    return days
+
+
+def _waiver_max_days(raw: str) -> int:
+    return _whole_days(raw, 1, 365, "the longest a waiver may run before it is approved again")
+
+
+def _waiver_reminder_days(raw: str) -> int:
+    return _whole_days(raw, 0, 60, "days before a waiver ends that Teams is reminded; 0 for never")
 
 
 _HINTS = {
@@ -229,7 +265,13 @@ _HINTS = {
     "BREAK_GLASS_ACCOUNTS": "List object ids (preferred) or UPNs, separated by commas.",
     "MONITOR_SCHEDULE": "The timer trigger reads it too; for every 5 minutes use '0 */5 * * * *'.",
     "HISTORY_BASE_URL": "Use the Function App's https URL, or leave unset.",
+    "HISTORY_AUTH": (
+        "Leave unset (function-key) unless App Service Authentication with Entra ID is in front of the app "
+        "(docs/oncall.md); then set easy-auth."
+    ),
     "AZURE_PORTAL_URL": "Leave unset for public Azure; https://portal.azure.us for US Gov.",
     "AZURE_CLIENT_ID": "Use the client id of the user-assigned managed identity, or leave unset.",
     "LATE_ARRIVAL_HOURS": "Leave unset for 48.",
+    "WAIVER_MAX_DAYS": "Leave unset for 180.",
+    "WAIVER_REMINDER_DAYS": "Leave unset for 7; 0 turns expiry reminders off.",
 }

@@ -5,6 +5,10 @@ Write order is what makes a crash harmless:
 2. committing writes its history entry, its seen-event / baseline markers, then flags the
    outbox entry committed; a tick that finds an uncommitted entry finishes the job first;
 3. only then does the watermark move; delivery comes last and is retried from the outbox.
+
+A waived alert (an accepted exception covered it) of a once-per-principal detection does not
+enter the baseline, so when the waiver ends the account's next finding alerts. It is
+remembered by its events instead, so rows read again (after a crash) do not store it twice.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class OutboxEntry:
     next_attempt_at: datetime
     last_error: str | None
     etag: str | None
+    waiver: str | None = None  # which waiver covered it (status "waived"), as history shows it
 
 
 class AlertState:
@@ -58,7 +63,12 @@ class AlertState:
     # --- outbox
 
     def enqueue(
-        self, alert: Alert, targets: Iterable[str], now: datetime, status: str = "new"
+        self,
+        alert: Alert,
+        targets: Iterable[str],
+        now: datetime,
+        status: str = "new",
+        waiver: str | None = None,
     ) -> OutboxEntry:
         entry = OutboxEntry(
             alert=alert,
@@ -69,6 +79,7 @@ class AlertState:
             next_attempt_at=now,
             last_error=None,
             etag=None,
+            waiver=waiver,
         )
         self.store.insert(OUTBOX, self._outbox_entity(entry))
         return entry
@@ -84,15 +95,17 @@ class AlertState:
                 next_attempt_at=entity["NextAttemptAt"],
                 last_error=entity.get("LastError") or None,
                 etag=entity["etag"],
+                waiver=entity.get("Waiver") or None,
             )
 
     def commit(self, entry: OutboxEntry, dedupe: str, clamp: tuple[datetime, datetime]) -> OutboxEntry:
         """Make the alert part of history and of the dedupe memory; idempotent."""
         alert = entry.alert
         delivery = "pending" if entry.pending_targets else "not routed"
-        self.history.write(alert, status=entry.status, delivery=delivery, payload=pack(alerts.to_json(alert)))
+        payload, waiver = pack(alerts.to_json(alert)), entry.waiver
+        self.history.write(alert, status=entry.status, delivery=delivery, payload=payload, waiver=waiver)
         finding = alert.finding
-        if dedupe == "principal":
+        if dedupe == "principal" and entry.status != "waived":
             self.store.replace(
                 BASELINE,
                 {
@@ -165,6 +178,7 @@ class AlertState:
             "Attempts": entry.attempts,
             "NextAttemptAt": entry.next_attempt_at,
             "LastError": entry.last_error or "",
+            "Waiver": entry.waiver or "",
             **pack(alerts.to_json(entry.alert)),
         }
 

@@ -1,8 +1,9 @@
 """One monitoring tick: the imperative shell around the pure detections.
 
 recover the outbox -> per detection: watermark -> query -> evaluate -> waivers -> store alerts
--> advance watermark; then deliver what is due. A query that fails leaves its watermark where
-it was (the next tick reads the same rows); a Teams outage only delays delivery.
+-> advance watermark; then deliver what is due, then remind of waivers about to end. A query
+that fails leaves its watermark where it was (the next tick reads the same rows); a Teams
+outage only delays delivery.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from datetime import datetime, timedelta
 from monitors import alerts, cards, watermark
 from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StateStore
-from monitors.adapters.teams import TeamsPoster
+from monitors.adapters.teams import PostResult, TeamsPoster
 from monitors.detections.base import Context, Detection
 from monitors.model import Alert, Finding
 from monitors.pipeline import run_detection
 from monitors.settings import Settings, Webhook
 from monitors.state import AlertState, OutboxEntry
+from monitors.waivers import WaiverBook
 
 log = logging.getLogger("monitors.tick")
 
@@ -56,6 +58,8 @@ class TickReport:
     delivered: int = 0
     retried: int = 0
     delivery_failures: int = 0
+    reminders_sent: int = 0  # waiver expiry reminders that reached every channel they go to
+    reminder_failures: int = 0
     query_errors: list[str] = field(default_factory=list)
     durations_s: dict[str, float] = field(default_factory=dict)
     new_alerts: list[str] = field(default_factory=list)
@@ -79,7 +83,9 @@ def run_tick(services: Services, detections: Sequence[Detection], now: datetime)
     report.durations_s["detect"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
-    _deliver(services, state, detections, now, report)
+    throttled: set[str] = set()  # webhooks that said 429/5xx/unreachable: not again this tick
+    _deliver(services, state, detections, now, report, throttled)
+    _remind(services, detections, now, report, throttled)
     report.durations_s["deliver"] = round(time.perf_counter() - started, 3)
     log.info(report.summary())
     return report
@@ -119,10 +125,18 @@ def _detect(
     report.rows[detection.id] = run.rows
     report.skipped_rows[detection.id] = run.skipped
     report.findings += len(run.findings)
+    seen: frozenset[str] | None = None
     for alert in alerts.make_alerts(run.findings, now):
         waiver = services.waivers(alert.finding, now)
+        if waiver and detection.dedupe == "principal":
+            # Waived alerts stay out of the baseline and are remembered by their events instead:
+            # rows read again after a crash must not store the same waived alert twice.
+            if seen is None:
+                seen = state.seen_events(detection.id, window.earliest_time, max(now, window.end))
+            if set(alert.finding.event_ids) <= seen:
+                continue
         targets = () if waiver else _targets(alert, settings.webhooks)
-        entry = state.enqueue(alert, targets, now, status="waived" if waiver else "new")
+        entry = state.enqueue(alert, targets, now, status="waived" if waiver else "new", waiver=waiver)
         state.commit(entry, detection.dedupe, (window.earliest_time, now))
         report.alerts_stored += 1
         report.waived += bool(waiver)
@@ -135,12 +149,16 @@ def _targets(alert: Alert, webhooks: Sequence[Webhook]) -> tuple[str, ...]:
 
 
 def _deliver(
-    services: Services, state: AlertState, detections: Sequence[Detection], now: datetime, report: TickReport
+    services: Services,
+    state: AlertState,
+    detections: Sequence[Detection],
+    now: datetime,
+    report: TickReport,
+    throttled: set[str],
 ) -> None:
     by_id = {d.id: d for d in detections}
     webhooks = {w.name: w for w in services.settings.webhooks}
     links = cards.CardLinks(history_url=None, portal_url=services.settings.portal_url)
-    throttled: set[str] = set()  # webhooks that said 429/5xx/unreachable: not again this tick
     deadline = time.monotonic() + DELIVERY_BUDGET_S
     due = [e for e in state.outbox() if e.committed and e.pending_targets and e.next_attempt_at <= now]
     for entry in sorted(due, key=_priority):
@@ -165,7 +183,7 @@ def _deliver(
                 continue
             errors.append(f"{name}: {result.error}")
             retry_after = max(retry_after or 0.0, result.retry_after_s or 0.0) or None
-            if result.status is None or result.status == 429 or result.status >= 500:
+            if _refused_for_now(result):
                 throttled.add(name)
         state.record_attempt(
             entry,
@@ -180,6 +198,61 @@ def _deliver(
             report.retried += 1
         if errors:
             report.delivery_failures += 1
+
+
+def _remind(
+    services: Services,
+    detections: Sequence[Detection],
+    now: datetime,
+    report: TickReport,
+    throttled: set[str],
+) -> None:
+    """One card per waiver about to end, to every channel that would receive its detection's alerts.
+
+    A waiver is marked reminded only when all those channels have the card, so a Teams outage
+    retries on the next tick (until the waiver ends); a channel that already has it is not
+    posted to again. The waivers table is small: one filtered query per tick.
+    """
+    settings = services.settings
+    book = WaiverBook(services.store)
+    by_id = {d.id: d for d in detections}
+    history_url = f"{settings.history_base_url}/api/alerts" if settings.history_base_url else None
+    links = cards.CardLinks(history_url=history_url, portal_url=settings.portal_url)
+    for waiver in book.due_reminders(now, settings.waiver_reminder_days):
+        detection = by_id.get(waiver.detection)
+        if detection is None:
+            continue  # a detection switched off since: nothing will alert when the waiver ends
+        targets = [w for w in settings.webhooks if detection.severity.at_least(w.min_severity)]
+        message = cards.build_waiver_reminder(waiver, links)
+        delivered, errors = [], []
+        for webhook in targets:
+            if webhook.name in waiver.reminder_sent_to:
+                continue
+            if webhook.name in throttled:
+                errors.append(f"{webhook.name}: deferred, the webhook refused an earlier message this tick")
+                continue
+            result = services.teams.post(webhook, message)
+            if result.delivered:
+                delivered.append(webhook.name)
+                continue
+            errors.append(f"{webhook.name}: {result.error}")
+            if _refused_for_now(result):
+                throttled.add(webhook.name)
+        if targets and (delivered or not errors):
+            book.record_reminder(waiver, delivered, not errors, now)
+        if delivered and not errors:
+            report.reminders_sent += 1
+        if errors:
+            report.reminder_failures += 1
+            log.warning(
+                "waiver reminder for %s/%s not delivered, retried next tick: %s",
+                waiver.detection, waiver.principal, "; ".join(errors),
+            )  # fmt: skip
+
+
+def _refused_for_now(result: PostResult) -> bool:
+    """Throttled, failing or unreachable: post nothing more to that webhook this tick."""
+    return result.status is None or result.status == 429 or result.status >= 500
 
 
 def _priority(entry: OutboxEntry) -> tuple[int, datetime]:

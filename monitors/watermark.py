@@ -46,10 +46,18 @@ def read(store: StateStore, workspace_id: str, query_name: str) -> Watermark:
 
 
 def advance(store: StateStore, workspace_id: str, query_name: str, previous: Watermark, to: datetime) -> None:
-    """Move forward only from the value we read (ETag): a racing tick makes this raise StaleWrite."""
+    """Move forward only from the value we read (ETag): a racing tick makes this raise StaleWrite.
+
+    A write whose answer was lost is retried by the SDK and then meets its own result (409 on
+    the insert, 412 on the replace): when the stored value is already ours, that is success.
+    """
     entity = {"PartitionKey": workspace_id, "RowKey": query_name, "IngestedUpTo": to}
-    if previous.etag is None:
-        if not store.insert(TABLE, entity):
-            raise StaleWrite(f"watermark {query_name} was created by another tick")
-        return
-    store.replace(TABLE, entity, etag=previous.etag)
+    try:
+        if previous.etag is None:
+            if not store.insert(TABLE, entity):
+                raise StaleWrite(f"watermark {query_name} was created by another tick")
+            return
+        store.replace(TABLE, entity, etag=previous.etag)
+    except StaleWrite:
+        if read(store, workspace_id, query_name).ingested_up_to != to:
+            raise

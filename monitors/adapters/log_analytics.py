@@ -33,7 +33,7 @@ class LogAnalyticsReader:
         self.requests = 0
 
     def query(self, kql: str, start: datetime, end: datetime) -> list[Row]:
-        from azure.core.exceptions import HttpResponseError
+        from azure.core.exceptions import AzureError, HttpResponseError
         from azure.monitor.query import LogsQueryStatus
 
         self.requests += 1
@@ -43,6 +43,8 @@ class LogAnalyticsReader:
             )
         except HttpResponseError as error:
             raise QueryFailed(f"Log Analytics refused the query: {error.message}") from error
+        except AzureError as error:  # no answer at all: connection reset or refused, read timeout
+            raise QueryFailed(f"Log Analytics did not answer: {type(error).__name__}: {error}") from error
         if result.status == LogsQueryStatus.PARTIAL:
             received = sum(len(t.rows) for t in result.partial_data)
             raise QueryIncomplete(

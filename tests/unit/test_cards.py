@@ -30,6 +30,7 @@ from monitors.cards import MAX_MESSAGE_BYTES, CardLinks, build_message, escape_t
 from monitors.detections import break_glass_use, user_arm_write
 from monitors.detections.base import Context
 from monitors.model import Alert, EventLine, Finding, Principal, Severity
+from monitors.waivers import Waiver
 
 GOLDEN = Path(__file__).parent / "golden" / "card_break_glass.json"
 T0 = datetime(2026, 11, 20, 3, 12, tzinfo=UTC)
@@ -541,3 +542,64 @@ def test_golden_break_glass_card() -> None:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(message, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     assert message == json.loads(GOLDEN.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- waiver reminders
+
+
+def _waiver(**changes: Any) -> Waiver:
+    fields: dict[str, Any] = {
+        "detection": "user-arm-write",
+        "principal": "svc-deploy@contoso.com",
+        "owner": "Platform team",
+        "reason": "Nightly Terraform job; moves to a managed identity in Q1",
+        "approver": "CISO office",
+        "created_by": "Sam",
+        "created_at": T0,
+        "expires_at": T0 + timedelta(days=90),
+    }
+    return Waiver(**{**fields, **changes})
+
+
+def test_waiver_reminder_names_the_waiver_its_end_and_what_to_do() -> None:
+    card = _valid(cards.build_waiver_reminder(_waiver(), LINKS))
+    title, headline, note = card["body"][:3]
+    assert title["text"] == "WAIVER ENDING · user-arm-write"
+    assert title["color"] == "Warning"
+    assert headline["text"] == "The waiver for svc-deploy@contoso.com ends 2027-02-18 03:12:00 UTC"
+    assert note["text"] == "After that, this account's next user-arm-write finding alerts again."
+    assert _facts(card) == {
+        "Principal": "svc-deploy@contoso.com",
+        "Detection": "user-arm-write",
+        "Owner": "Platform team",
+        "Approved by": "CISO office",
+        "Reason": "Nightly Terraform job; moves to a managed identity in Q1",
+        "Recorded": "by Sam, 2026-11-20 03:12:00 UTC",
+        "Ends": "2027-02-18 03:12:00 UTC",
+    }
+    texts = _texts(card)
+    assert texts[texts.index("What to do") + 1].startswith("**1.** Still needed?")
+    assert card["actions"] == [
+        {"type": "Action.OpenUrl", "title": "Open alert history", "url": LINKS.history_url},
+        {
+            "type": "Action.OpenUrl",
+            "title": "Activity Log",
+            "url": "https://portal.azure.com/#view/Microsoft_Azure_Monitoring/AzureMonitoringBrowseBlade/~/activityLog",
+        },
+    ]
+
+
+def test_waiver_reminder_without_history_url_links_the_portal_only() -> None:
+    card = _valid(cards.build_waiver_reminder(_waiver(), CardLinks(history_url=None)))
+    assert [a["title"] for a in card["actions"]] == ["Activity Log"]
+
+
+def test_waiver_reminder_values_render_inert() -> None:
+    hostile = _waiver(owner=EVIL_LINK, reason=f"{EVIL_LINK} ${{x}} <b>bold</b> " * 20, approver="# heading")
+    message = cards.build_waiver_reminder(hostile, LINKS)
+    card = _valid(message)
+    for text in _texts(card):
+        if not text.startswith("**"):  # the numbered steps are our own markup around escaped text
+            _assert_inert(text)
+    assert "evil.example" not in json.dumps(card["actions"])
+    assert message_size(message) < 8_000

@@ -28,6 +28,7 @@ def test_valid_settings_are_typed() -> None:
     assert settings.break_glass.upns == {"bg-admin2@contoso.onmicrosoft.com"}
     assert [w.min_severity for w in settings.webhooks] == [Severity.LOW]
     assert settings.late_arrival_hours == 48
+    assert settings.history_auth == "function-key"
 
 
 @pytest.mark.parametrize(
@@ -46,7 +47,13 @@ def test_valid_settings_are_typed() -> None:
         ("BREAK_GLASS_ACCOUNTS", "bg-admin; not an account", "BREAK_GLASS_ACCOUNTS has 'bg-admin'"),
         ("TEAMS_WEBHOOK_MIN_SEVERITY", "urgent", "use one of low, medium, high, critical"),
         ("LATE_ARRIVAL_HOURS", "2", "between 48"),
+        ("HISTORY_AUTH", "sso", "HISTORY_AUTH is 'sso'; use function-key or easy-auth"),
         ("AZURE_CLIENT_ID", "xyz", "AZURE_CLIENT_ID is 'xyz', not a GUID"),
+        ("WAIVER_MAX_DAYS", "0", "WAIVER_MAX_DAYS is 0; it must be between 1 and 365"),
+        ("WAIVER_MAX_DAYS", "366", "between 1 and 365"),
+        ("WAIVER_MAX_DAYS", "half a year", "WAIVER_MAX_DAYS is 'half a year', not a whole number of days"),
+        ("WAIVER_REMINDER_DAYS", "61", "WAIVER_REMINDER_DAYS is 61; it must be between 0 and 60"),
+        ("WAIVER_REMINDER_DAYS", "-1", "between 0 and 60"),
     ],
 )
 def test_each_bad_setting_is_named_with_a_fix(name: str, value: str | None, expected: str) -> None:
@@ -111,3 +118,17 @@ def test_severity_without_url_is_an_error() -> None:
 
 def test_webhook_url_is_hidden_from_repr() -> None:
     assert "SECRET123" not in repr(load_settings(VALID))
+
+
+def test_waiver_limits_default_and_can_be_set() -> None:
+    defaults = load_settings(VALID)
+    assert (defaults.waiver_max_days, defaults.waiver_reminder_days) == (180, 7)
+    custom = load_settings({**VALID, "WAIVER_MAX_DAYS": "90", "WAIVER_REMINDER_DAYS": "0"})
+    assert (custom.waiver_max_days, custom.waiver_reminder_days) == (90, 0)
+
+
+@pytest.mark.parametrize(("raw", "mode"), [("easy-auth", "easy-auth"), ("Easy-Auth", "easy-auth"),
+                                          ("function-key", "function-key"), ("", "function-key")])
+def test_history_auth_selects_who_is_trusted(raw: str, mode: str) -> None:
+    # Only "easy-auth" makes the app trust X-MS-CLIENT-PRINCIPAL-NAME (docs/oncall.md).
+    assert load_settings({**VALID, "HISTORY_AUTH": raw}).history_auth == mode
