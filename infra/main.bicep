@@ -30,6 +30,26 @@ param breakGlassAccounts string = ''
 @description('NCRONTAB schedule of the monitor tick (six fields, seconds first).')
 param monitorSchedule string = '0 */5 * * * *'
 
+@description('Who the history page trusts: function-key, or easy-auth once App Service Authentication with Entra ID guards the app (docs/oncall.md).')
+@allowed([
+  'function-key'
+  'easy-auth'
+])
+param historyAuth string = 'function-key'
+
+@description('Longest a waiver may run, in days, before it must be approved again.')
+@minValue(1)
+@maxValue(365)
+param waiverMaxDays int = 180
+
+@description('Days before a waiver ends that Teams gets a reminder; 0 for none.')
+@minValue(0)
+@maxValue(60)
+param waiverReminderDays int = 7
+
+@description('Detection ids to switch off, comma-separated (break-glass-use cannot be switched off).')
+param disabledDetections string = ''
+
 @secure()
 @minLength(1)
 @description('Teams Workflows webhook URL (contains a signature: stored in Key Vault only).')
@@ -289,6 +309,10 @@ module functionApp 'modules/functionapp.bicep' = {
     breakGlassAccounts: breakGlassAccounts
     monitorSchedule: monitorSchedule
     stateTablePrefix: stateTablePrefix
+    historyAuth: historyAuth
+    waiverMaxDays: waiverMaxDays
+    waiverReminderDays: waiverReminderDays
+    disabledDetections: disabledDetections
   }
   // App settings hold Key Vault references and identity-based connections: create them only
   // once the identity holds its roles, so the first start does not cache a failed resolution.

@@ -9,10 +9,14 @@ from datetime import UTC, datetime
 from monitors.adapters.log_analytics import LogAnalyticsReader
 from monitors.adapters.table_store import TableStore
 from monitors.adapters.teams import WebhookPoster
-from monitors.detections import DETECTIONS
+from monitors.detections import enabled
 from monitors.settings import Settings, load_settings
 from monitors.tick import Services, TickReport, run_tick
 from monitors.waivers import WaiverBook
+
+CONNECT_TIMEOUT_S = 10
+QUERY_READ_TIMEOUT_S = 200  # the query API's own server timeout is 180 s
+TABLE_READ_TIMEOUT_S = 30
 
 
 def build_services(settings: Settings) -> Services:
@@ -25,10 +29,21 @@ def build_services(settings: Settings) -> Services:
     # Managed identity in Azure (and against the devstack's identity endpoint); a developer's
     # own sign-in when run from a laptop. Never a key or a connection string.
     credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+    # azure-core waits 300 s by default: a hung connection would eat the tick. Queries may run
+    # for the server timeout (180 s), table calls are small.
     logs_client = LogsQueryClient(
-        credential, endpoint=settings.log_analytics_endpoint, audience=settings.log_analytics_audience
+        credential,
+        endpoint=settings.log_analytics_endpoint,
+        audience=settings.log_analytics_audience,
+        connection_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=QUERY_READ_TIMEOUT_S,
     )
-    tables = TableServiceClient(settings.table_endpoint, credential=credential)
+    tables = TableServiceClient(
+        settings.table_endpoint,
+        credential=credential,
+        connection_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=TABLE_READ_TIMEOUT_S,
+    )
     store = TableStore(tables, settings.table_prefix)
     return Services(
         settings=settings,
@@ -44,4 +59,5 @@ def services_from_environment(env: Mapping[str, str] | None = None) -> Services:
 
 
 def tick(services: Services, now: datetime | None = None) -> TickReport:
-    return run_tick(services, DETECTIONS, now or datetime.now(UTC))
+    detections = enabled(services.settings.disabled_detections)
+    return run_tick(services, detections, now or datetime.now(UTC))

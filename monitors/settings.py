@@ -84,6 +84,7 @@ class Settings:
     late_arrival_hours: int
     waiver_max_days: int = 180
     waiver_reminder_days: int = 7
+    disabled_detections: frozenset[str] = frozenset()
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -121,6 +122,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         late_arrival_hours=read("LATE_ARRIVAL_HOURS", _late_arrival_hours, 48),
         waiver_max_days=read("WAIVER_MAX_DAYS", _waiver_max_days, 180),
         waiver_reminder_days=read("WAIVER_REMINDER_DAYS", _waiver_reminder_days, 7),
+        disabled_detections=read("DISABLED_DETECTIONS", _detection_ids, frozenset()),
     )
     if problems:
         raise SettingsError(problems)
@@ -254,6 +256,25 @@ def _waiver_reminder_days(raw: str) -> int:
     return _whole_days(raw, 0, 60, "days before a waiver ends that Teams is reminded; 0 for never")
 
 
+# Break-glass use must never go unnoticed: no setting can switch it off (nor can a waiver).
+ALWAYS_ON_DETECTIONS = frozenset({"break-glass-use"})
+
+
+def _detection_ids(raw: str) -> frozenset[str]:
+    from monitors.detections import DETECTIONS  # the catalogue imports this module
+
+    known = {d.id for d in DETECTIONS}
+    ids = frozenset(item for item in re.split(r"[,;\s]+", raw.lower()) if item)
+    unknown = sorted(ids - known)
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise ValueError(f"names {names}; known detections are {', '.join(sorted(known))}")
+    refused = sorted(ids & ALWAYS_ON_DETECTIONS)
+    if refused:
+        raise ValueError(f"lists {', '.join(refused)}, which cannot be switched off")
+    return ids
+
+
 _HINTS = {
     "LOG_ANALYTICS_WORKSPACE_ID": "Use the workspace's Workspace ID (a GUID) from its Overview page.",
     "LOG_ANALYTICS_ENDPOINT": "Leave unset for public Azure; https://api.loganalytics.us for US Gov.",
@@ -274,4 +295,5 @@ _HINTS = {
     "LATE_ARRIVAL_HOURS": "Leave unset for 48.",
     "WAIVER_MAX_DAYS": "Leave unset for 180.",
     "WAIVER_REMINDER_DAYS": "Leave unset for 7; 0 turns expiry reminders off.",
+    "DISABLED_DETECTIONS": "Leave unset to run every detection, or list detection ids separated by commas.",
 }

@@ -26,6 +26,10 @@ param teamsAllowedHosts string
 param breakGlassAccounts string
 param monitorSchedule string
 param stateTablePrefix string
+param historyAuth string
+param waiverMaxDays int
+param waiverReminderDays int
+param disabledDetections string
 
 var storageSuffix = environment().suffixes.storage
 
@@ -142,6 +146,10 @@ var baseSettings = {
   BREAK_GLASS_ACCOUNTS: breakGlassAccounts
   MONITOR_SCHEDULE: monitorSchedule
   HISTORY_BASE_URL: 'https://${site.properties.defaultHostName}'
+  HISTORY_AUTH: historyAuth
+  WAIVER_MAX_DAYS: string(waiverMaxDays)
+  WAIVER_REMINDER_DAYS: string(waiverReminderDays)
+  DISABLED_DETECTIONS: disabledDetections
   // Portal links in cards must point at the cloud the resources live in.
   AZURE_PORTAL_URL: environment().portal
 }

@@ -87,6 +87,10 @@ DEPLOYED_SETTINGS = {
     "BREAK_GLASS_ACCOUNTS": "",
     "MONITOR_SCHEDULE": "0 */5 * * * *",
     "HISTORY_BASE_URL": "https://func-example.azurewebsites.net",
+    "HISTORY_AUTH": "function-key",
+    "WAIVER_MAX_DAYS": "180",
+    "WAIVER_REMINDER_DAYS": "7",
+    "DISABLED_DETECTIONS": "",
     "AZURE_PORTAL_URL": "https://portal.azure.com",
 }
 

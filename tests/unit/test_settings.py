@@ -54,6 +54,8 @@ def test_valid_settings_are_typed() -> None:
         ("WAIVER_MAX_DAYS", "half a year", "WAIVER_MAX_DAYS is 'half a year', not a whole number of days"),
         ("WAIVER_REMINDER_DAYS", "61", "WAIVER_REMINDER_DAYS is 61; it must be between 0 and 60"),
         ("WAIVER_REMINDER_DAYS", "-1", "between 0 and 60"),
+        ("DISABLED_DETECTIONS", "user-arm-write,typo-write", "DISABLED_DETECTIONS names 'typo-write'"),
+        ("DISABLED_DETECTIONS", "Break-Glass-Use", "break-glass-use, which cannot be switched off"),
     ],
 )
 def test_each_bad_setting_is_named_with_a_fix(name: str, value: str | None, expected: str) -> None:
@@ -132,3 +134,14 @@ def test_waiver_limits_default_and_can_be_set() -> None:
 def test_history_auth_selects_who_is_trusted(raw: str, mode: str) -> None:
     # Only "easy-auth" makes the app trust X-MS-CLIENT-PRINCIPAL-NAME (docs/oncall.md).
     assert load_settings({**VALID, "HISTORY_AUTH": raw}).history_auth == mode
+
+
+def test_detections_are_switched_off_by_id() -> None:
+    from monitors.detections import DETECTIONS, enabled
+
+    assert load_settings(VALID).disabled_detections == frozenset()
+    settings = load_settings({**VALID, "DISABLED_DETECTIONS": " User-ARM-Write ; "})
+    assert settings.disabled_detections == {"user-arm-write"}
+    running = [d.id for d in enabled(settings.disabled_detections)]
+    assert running == [d.id for d in DETECTIONS if d.id != "user-arm-write"]
+    assert "break-glass-use" in running
