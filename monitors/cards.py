@@ -29,7 +29,11 @@ from monitors.model import Alert, EventLine, Severity
 if TYPE_CHECKING:
     from monitors.waivers import Waiver
 
-MAX_MESSAGE_BYTES = 28 * 1024  # Teams rejects larger webhook messages (DOMAIN.md section 6)
+# Teams rejects webhook messages above 28 KB (DOMAIN.md section 6). Build below 28,000 bytes, the
+# stricter reading, with room for what a flow adds around the card.
+MAX_MESSAGE_BYTES = 27_000
+# A flow that answers 413 below that gets the card rebuilt at half the size, down to this.
+SMALLEST_MESSAGE_BYTES = 4_000
 MAX_VALUE_CHARS = 300  # one log value on the card; the alert history keeps the whole row
 CARD_VERSION = "1.5"  # 1.6 fails through Power Automate
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"

@@ -18,13 +18,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitors import alerts
-from monitors.adapters.table_store import StateStore, key, unpack
+from monitors.adapters.table_store import StaleWrite, StateStore, key, unpack
 from monitors.model import Alert
 
 TABLE = "alerts"
 MAIN = "alert"
 STATUSES = ("new", "acknowledged", "resolved", "waived")
 MAX_DELIVERY_LOG = 20
+RECORD_ATTEMPTS = 3  # on-call clicks, not machines, race the delivery record: a few suffice
 MAX_PAGE = 200
 CHART_MAX_ALERTS = 20_000
 
@@ -80,20 +81,31 @@ class HistoryStore:
     def record_delivery(
         self, alert_id: str, *, delivery: str, attempts: int, error: str | None, now: datetime
     ) -> None:
-        main = self.store.get(TABLE, MAIN, alert_id)
-        if main is None:
-            return
-        log = json.loads(main.get("DeliveryLog") or "[]")
-        log.append({"at": now.isoformat(), "result": delivery, "error": error})
-        changes = {
-            "Delivery": delivery,
-            "DeliveryAttempts": attempts,
-            "LastDeliveryError": error or "",
-            "DeliveryLog": json.dumps(log[-MAX_DELIVERY_LOG:]),
-        }
-        if delivery == "delivered":
-            changes["DeliveredAt"] = now
-        self._update(main, changes)
+        """Append to the delivery log. On-call may acknowledge the alert between our read and our
+        ETag-guarded write: read again and re-apply (the change is ours alone to make)."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            main = self.store.get(TABLE, MAIN, alert_id)
+            if main is None:
+                return
+            log = json.loads(main.get("DeliveryLog") or "[]")
+            entry = {"at": now.isoformat(), "result": delivery, "error": error}
+            if log and log[-1] == entry:
+                return  # our write landed, its answer was lost and the SDK's retry met it (412)
+            log.append(entry)
+            changes = {
+                "Delivery": delivery,
+                "DeliveryAttempts": attempts,
+                "LastDeliveryError": error or "",
+                "DeliveryLog": json.dumps(log[-MAX_DELIVERY_LOG:]),
+            }
+            if delivery == "delivered":
+                changes["DeliveredAt"] = now
+            try:
+                self._update(main, changes)
+                return
+            except StaleWrite:
+                if attempt == RECORD_ATTEMPTS:
+                    raise
 
     # --- on-call
 

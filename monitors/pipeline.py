@@ -16,7 +16,7 @@ from monitors import kql
 from monitors.adapters.log_analytics import LogsReader, QueryFailed, QueryIncomplete
 from monitors.detections.base import Context, Detection, RowError
 from monitors.model import Finding
-from monitors.watermark import Window
+from monitors.watermark import FUTURE_SKEW, Window
 
 log = logging.getLogger("monitors.pipeline")
 MAX_REASONS = 5
@@ -24,11 +24,6 @@ MAX_REASONS = 5
 # service says the result is partial, the window is halved and each half queried on its own.
 SPLIT_AT_ROWS = 250_000
 MIN_WINDOW = timedelta(seconds=1)
-# The service applies a query's timespan to TimeGenerated. A source whose clock runs ahead stamps
-# rows after their ingestion time, even after our now: a timespan ending at now would drop them
-# while the watermark moves past them. A day of slack covers a source clock hours off; rows dated
-# further ahead are still dropped by the timespan (tests/reliability/test_time.py).
-FUTURE_SKEW = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

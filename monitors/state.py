@@ -153,6 +153,12 @@ class AlertState:
                 "last_error": error,
             }
         )
+        # The outbox first: until it knows, a crash makes the next tick post the card again.
+        # A crash before the history write leaves only the history's delivery status behind.
+        if remaining:
+            self.store.replace(OUTBOX, self._outbox_entity(updated), entry.etag)
+        else:
+            self.store.delete(OUTBOX, OUTBOX_PARTITION, entry.alert.alert_id)
         self.history.record_delivery(
             entry.alert.alert_id,
             delivery="retrying" if remaining else "delivered",
@@ -160,10 +166,6 @@ class AlertState:
             error=error,
             now=now,
         )
-        if remaining:
-            self.store.replace(OUTBOX, self._outbox_entity(updated), entry.etag)
-        else:
-            self.store.delete(OUTBOX, OUTBOX_PARTITION, entry.alert.alert_id)
 
     # --- entities
 

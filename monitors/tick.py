@@ -1,13 +1,14 @@
 """One monitoring tick: the imperative shell around the pure detections.
 
-recover the outbox -> per detection: watermark -> query -> evaluate -> waivers -> store alerts
--> advance watermark; then deliver what is due, then remind of waivers about to end. A query
-that fails leaves its watermark where it was (the next tick reads the same rows); a Teams
-outage only delays delivery.
+take the tick lease -> recover the outbox -> per detection: watermark -> query -> evaluate ->
+waivers -> store alerts -> advance watermark; then deliver what is due, then remind of waivers
+about to end. A query that fails leaves its watermark where it was (the next tick reads the
+same rows); a Teams outage only delays delivery; a tick that finds another running stands back.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StateStore
 from monitors.adapters.teams import PostResult, TeamsPoster
 from monitors.detections.base import Context, Detection
+from monitors.lease import Lease, LeaseLost
 from monitors.model import Alert, Finding
 from monitors.pipeline import run_detection
 from monitors.settings import Settings, Webhook
@@ -63,6 +65,7 @@ class TickReport:
     query_errors: list[str] = field(default_factory=list)
     durations_s: dict[str, float] = field(default_factory=dict)
     new_alerts: list[str] = field(default_factory=list)
+    stood_back: str | None = None  # why this tick did nothing: another tick held the lease
 
     def summary(self) -> str:
         """One structured line per tick: what App Insights queries and on-call read."""
@@ -72,23 +75,43 @@ class TickReport:
 
 def run_tick(services: Services, detections: Sequence[Detection], now: datetime) -> TickReport:
     report = TickReport()
+    try:
+        lease = Lease.acquire(services.store, services.settings.workspace_id, now)
+    except LeaseLost as busy:
+        report.stood_back = str(busy)
+        log.warning("another tick is running, this one stands back: %s", busy)
+        return report
+    try:
+        _run_steps(services, detections, now, report, lease)
+    except LeaseLost as lost:
+        report.stood_back = f"lost the lease mid-tick: {lost}"
+        log.error("tick stopped: %s", report.stood_back)
+    finally:
+        lease.release()
+    log.info(report.summary())
+    return report
+
+
+def _run_steps(
+    services: Services, detections: Sequence[Detection], now: datetime, report: TickReport, lease: Lease
+) -> None:
     state = AlertState(services.store)
-    settings = services.settings
-    late = timedelta(hours=settings.late_arrival_hours)
+    late = timedelta(hours=services.settings.late_arrival_hours)
 
     started = time.perf_counter()
     report.recovered = _recover(state, detections, now, late)
+    latest = watermark.latest_ingestion(services.logs, now, late)
     for detection in detections:
-        _detect(services, state, detection, now, late, report)
+        lease.keep()
+        _detect(services, state, detection, now, late, latest, report)
     report.durations_s["detect"] = round(time.perf_counter() - started, 3)
 
+    lease.keep()
     started = time.perf_counter()
     throttled: set[str] = set()  # webhooks that said 429/5xx/unreachable: not again this tick
     _deliver(services, state, detections, now, report, throttled)
     _remind(services, detections, now, report, throttled)
     report.durations_s["deliver"] = round(time.perf_counter() - started, 3)
-    log.info(report.summary())
-    return report
 
 
 def _recover(state: AlertState, detections: Sequence[Detection], now: datetime, late: timedelta) -> int:
@@ -108,11 +131,12 @@ def _detect(
     detection: Detection,
     now: datetime,
     late: timedelta,
+    latest_ingested: datetime | None,
     report: TickReport,
 ) -> None:
     settings = services.settings
     mark = watermark.read(services.store, settings.workspace_id, detection.id)
-    window = watermark.next_window(mark.ingested_up_to, now, late)
+    window = watermark.next_window(mark.ingested_up_to, now, late, latest_ingested)
     context = Context(break_glass=settings.break_glass)
     try:
         run = run_detection(detection, services.logs, window, context, now, memory=state)
@@ -167,7 +191,7 @@ def _deliver(
         detection = by_id.get(entry.alert.finding.detection)
         if detection is None:
             continue  # a detection switched off since; its alert stays in the outbox and history
-        message = cards.build_message(entry.alert, detection, _links(services.settings, entry.alert, links))
+        build = _card_builder(entry.alert, detection, _links(services.settings, entry.alert, links))
         delivered, errors, retry_after = [], [], None
         for name in entry.pending_targets:
             webhook = webhooks.get(name)
@@ -177,7 +201,7 @@ def _deliver(
             if name in throttled:
                 errors.append(f"{name}: deferred, the webhook refused an earlier message this tick")
                 continue
-            result = services.teams.post(webhook, message)
+            result = _post_fitting(services.teams, webhook, build)
             if result.delivered:
                 delivered.append(name)
                 continue
@@ -248,6 +272,22 @@ def _remind(
                 "waiver reminder for %s/%s not delivered, retried next tick: %s",
                 waiver.detection, waiver.principal, "; ".join(errors),
             )  # fmt: skip
+
+
+def _card_builder(alert: Alert, detection: Detection, links: cards.CardLinks) -> Callable[[int], dict]:
+    """The alert's card at a given size budget, built once per budget."""
+    return functools.cache(lambda budget: cards.build_message(alert, detection, links, max_bytes=budget))
+
+
+def _post_fitting(teams: TeamsPoster, webhook: Webhook, build: Callable[[int], dict]) -> PostResult:
+    """Post the card; a 413 means this flow's limit is below ours, so halve the card and try again
+    (fewer events shown, values shortened; the alert history keeps everything)."""
+    budget = cards.MAX_MESSAGE_BYTES
+    result = teams.post(webhook, build(budget))
+    while result.status == 413 and budget > cards.SMALLEST_MESSAGE_BYTES:
+        budget //= 2
+        result = teams.post(webhook, build(budget))
+    return result
 
 
 def _refused_for_now(result: PostResult) -> bool:

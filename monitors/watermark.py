@@ -9,11 +9,18 @@ ingestion time they are stamped with.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StaleWrite, StateStore
 
 VISIBILITY_LAG = timedelta(minutes=2)
+# The service applies a query's timespan to TimeGenerated. A source whose clock runs ahead stamps
+# rows after their ingestion time, even after our now: a timespan ending at now would drop them
+# while the watermark moves past them. A day of slack covers a source clock hours off; rows dated
+# further ahead are still dropped by the timespan (tests/reliability/test_time.py).
+FUTURE_SKEW = timedelta(days=1)
 FIRST_RUN_LOOKBACK = timedelta(hours=24)
 TABLE = "watermarks"
 
@@ -25,9 +32,20 @@ class Window:
     earliest_time: datetime  # TimeGenerated lower bound, wide enough for late rows
 
 
-def next_window(previous_end: datetime | None, now: datetime, late_arrival: timedelta) -> Window:
+def next_window(
+    previous_end: datetime | None,
+    now: datetime,
+    late_arrival: timedelta,
+    latest_ingested: datetime | None = None,
+) -> Window:
+    """`latest_ingested`: the newest ingestion time the service has shown (latest_ingestion);
+    None where no service is asked (replay, tests of the host clock alone)."""
     end = now - VISIBILITY_LAG
     start = previous_end if previous_end is not None else end - FIRST_RUN_LOOKBACK
+    if latest_ingested is not None and latest_ingested < end:
+        # A host clock ahead of the service must not end the window where the service has not
+        # ingested yet: those rows would land behind the watermark. Never move it back, either.
+        end = max(latest_ingested, min(start, end))
     start = min(start, end)  # a clock that went backwards yields an empty window, not a negative one
     return Window(start=start, end=end, earliest_time=start - late_arrival)
 
@@ -61,3 +79,30 @@ def advance(store: StateStore, workspace_id: str, query_name: str, previous: Wat
     except StaleWrite:
         if read(store, workspace_id, query_name).ingested_up_to != to:
             raise
+
+
+LATEST_INGESTION_QUERY = Path(__file__).with_name("latest_ingestion.kql")
+NOTHING_INGESTED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def latest_ingestion(logs: LogsReader, now: datetime, late_arrival: timedelta) -> datetime:
+    """The service's clock as its rows show it: the newest ingestion time among rows the tick may
+    read. NOTHING_INGESTED when there are none or the query failed: the windows then hold still
+    (nothing can be read that would not be read next time)."""
+    try:
+        rows = logs.query(
+            LATEST_INGESTION_QUERY.read_text(encoding="utf-8"),
+            start=now - late_arrival,
+            end=now + FUTURE_SKEW,
+        )
+    except QueryFailed:
+        return NOTHING_INGESTED
+    value = rows[0].get("LatestIngestion") if rows else None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return NOTHING_INGESTED
+    if not isinstance(value, datetime):
+        return NOTHING_INGESTED
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

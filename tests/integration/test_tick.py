@@ -15,6 +15,8 @@ from monitors.bootstrap import services_from_environment, tick
 from monitors.detections.break_glass_use import BG_ID, BG_UPN, PASSWORD, sign_in_row
 from monitors.detections.user_arm_write import ADELE, MANAGED_IDENTITY, arm_row
 from monitors.history_store import HistoryQuery, HistoryStore
+from monitors.lease import TTL as LEASE_TTL
+from monitors.lease import Lease, LeaseLost
 from monitors.tick import Services
 
 USER_CLAIMS = {
@@ -204,3 +206,51 @@ def test_each_webhook_receives_only_alerts_at_or_above_its_minimum_severity(
     assert titles("oncall") == ["CRITICAL · Break-glass account used",
                                 "MEDIUM · User account performs ARM writes for the first time"]  # fmt: skip
     assert titles("critical-only") == ["CRITICAL · Break-glass account used"]
+
+
+class CountingReader:
+    def __init__(self, real: Any) -> None:
+        self.real, self.queries = real, 0
+
+    def query(self, kql: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        self.queries += 1
+        return self.real.query(kql, start, end)
+
+
+def test_a_tick_stands_back_while_another_holds_the_lease(devstack: Devstack, services: Services) -> None:
+    """Two hosts firing the same schedule: the second tick reads nothing and moves no watermark."""
+    now = datetime.now(UTC)
+    failure = sign_in_row("lease-1", BG_ID, BG_UPN, "50126", PASSWORD)
+    ingest(devstack, "SigninLogs", [failure], now - timedelta(minutes=9), now - timedelta(minutes=8))
+    workspace = services.settings.workspace_id
+    other = Lease.acquire(services.store, workspace, now)
+    with pytest.raises(LeaseLost, match="held by tick"):
+        Lease.acquire(services.store, workspace, now + timedelta(seconds=30))
+
+    reader = CountingReader(services.logs)
+    busy = tick(replace(services, logs=reader), now)
+    assert "held by tick" in (busy.stood_back or "")
+    assert (busy.alerts_stored, reader.queries) == (0, 0)
+
+    other.release()
+    done = tick(replace(services, logs=reader), now)
+    assert done.stood_back is None
+    assert done.alerts_stored == 1
+    assert reader.queries > 0
+
+    # A crashed tick never releases: its lease expires, and the next scheduled tick runs.
+    Lease.acquire(services.store, workspace, now + timedelta(minutes=1))
+    later = tick(services, now + timedelta(minutes=1) + LEASE_TTL + timedelta(seconds=1))
+    assert later.stood_back is None
+
+
+def test_a_lease_taken_over_is_not_released_by_its_old_holder(services: Services) -> None:
+    now = datetime.now(UTC) + timedelta(days=1)  # clear of leases other tests left
+    workspace = services.settings.workspace_id
+    first = Lease.acquire(services.store, workspace, now)
+    second = Lease.acquire(services.store, workspace, now + LEASE_TTL + timedelta(seconds=1))
+    first.release()  # its ETag is stale: nothing happens, and nothing is raised
+    with pytest.raises(LeaseLost):
+        Lease.acquire(services.store, workspace, now + LEASE_TTL + timedelta(seconds=2))
+    second.release()
+    Lease.acquire(services.store, workspace, now + LEASE_TTL + timedelta(seconds=3)).release()

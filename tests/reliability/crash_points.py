@@ -3,7 +3,8 @@
 Order of a tick with the standard data (user-arm-write first, then break-glass-use):
 recover -> [watermark read -> query -> seen/baseline read -> per alert: outbox insert ->
 history write (main + index copies) -> baseline or seen markers -> outbox flagged committed]
--> watermark write -> ... -> deliver: per alert post -> history delivery record -> outbox delete.
+-> watermark write -> ... -> deliver: per alert post -> outbox delete (or update) -> history
+delivery record.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ POINTS: dict[str, Arm] = {
     "after watermark": lambda p, die: p.on(("store.insert", "store.replace"), die, table="watermarks"),
     # the first alert accepted by Teams, nothing recorded
     "after post": lambda p, die: p.on("teams.post", die, only=lambda d: d["delivered"]),
-    # its delivery recorded in the history, still in the outbox
+    # the first alert out of the outbox, its delivery not yet in the history
+    "after outbox delete": lambda p, die: p.on("store.delete", die, table="outbox"),
+    # the first alert fully delivered and recorded, the others not posted
     "after delivery record": lambda p, die: p.on(
         "store.replace", die, table="alerts", only=lambda d: d["etag"] is not None
     ),
-    # the first alert fully delivered and out of the outbox, the others not posted
-    "after outbox delete": lambda p, die: p.on("store.delete", die, table="outbox"),
 }

@@ -36,7 +36,9 @@ BG2_UPN = "bg-admin2@contoso.onmicrosoft.com"  # configured by UPN, signs in wit
 ADELE = ("9b117c67-170e-4aed-9702-658b3fddc889", "AdeleV@contoso.com")
 SVC = ("5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "svc-deploy@contoso.com")
 CLI = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
-TICK = timedelta(minutes=5)  # the schedule the simulated clock follows
+TICK = timedelta(minutes=5)
+M = timedelta(minutes=1)
+ORDINARY_USER = "0d4c5a1e-8f3b-4b6a-9c2d-7e1f0a9b8c7d"  # the schedule the simulated clock follows
 _ALERT_ID = re.compile(r"alert (\d{13}-[0-9a-f]{12})")
 _prefixes = itertools.count(1)
 
@@ -143,6 +145,12 @@ class World:
             self.bg_events.setdefault(event_id, ingested)
             if late:
                 self.late.add(event_id)
+
+    def ordinary_sign_in(self, event_id: str, ingested: datetime) -> None:
+        """Background traffic no detection alerts on: what keeps a real workspace's clock moving."""
+        row = sign_in_row(event_id, ORDINARY_USER, "megan.bowen@contoso.com")
+        stamped = {**row, "TimeGenerated": iso(ingested - M), "_IngestionTime": iso(ingested)}
+        self.ingest("SigninLogs", [stamped])
 
     def bg_rows(self, ids: Iterable[str], generated: datetime, ingested: datetime) -> list[dict[str, Any]]:
         """Many break-glass sign-ins at once (bursts); expected like `break_glass`."""

@@ -106,11 +106,6 @@ def test_teams_accepts_but_never_shows_for_an_hour(devstack: Devstack, record: R
 
 
 @full_only
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="after a 413 the tick re-sends the same card forever; it should retry with a smaller card",
-)
 def test_teams_413_for_large_cards_still_delivers(devstack: Devstack, record: Record) -> None:
     """A flow whose effective limit is below our 28 KB measure refuses every full card (413)."""
     world = World(devstack, "Teams 413 for every card above 16 KB", "Teams")
