@@ -13,10 +13,11 @@ touched). Keys of loaded rows that the schema does not document are dropped with
 query naming such a column fails here as it would in Azure, instead of passing locally only.
 
 Faults on demand, for reliability tests: `set_fault(mode, count=...)` (or `POST /admin/faults`
-with `{"mode", "count", "retry_after", "delay"}`, `DELETE /admin/faults` to clear) makes the next
-`count` queries answer 429 with Retry-After, 500, 503, a 504 after `delay` seconds (the server
-timeout), a dropped connection, a partial result (half the rows and a `PartialError`) or a 400
-`BadArgumentError`, each in the service's own shape.
+with `{"mode", "count", "retry_after", "delay", "match"}`, `DELETE /admin/faults` to clear) makes
+the next `count` queries (only those containing `match`, when given) answer 429 with
+Retry-After, 500, 503, a 504 after `delay` seconds (the server timeout), a dropped connection,
+a partial result (half the rows and a `PartialError`) or a 400 `BadArgumentError`, each in the
+service's own shape.
 
 Deliberate differences from the service, all on the side of "fail loudly or stay simple":
 `ago()`/`now()` are measured from the end of the request's timespan (so a replay over past
@@ -336,6 +337,7 @@ class QueryFault:
     count: int | None = None
     retry_after: float = 1.0
     delay: float = 0.0
+    match: str | None = None  # only queries whose text contains this
 
 
 class LogAnalyticsServer(HttpsService):
@@ -491,9 +493,15 @@ class LogAnalyticsServer(HttpsService):
     # faults
 
     def set_fault(
-        self, mode: str, count: int | None = None, retry_after: float = 1.0, delay: float = 0.0
+        self,
+        mode: str,
+        count: int | None = None,
+        retry_after: float = 1.0,
+        delay: float = 0.0,
+        match: str | None = None,
     ) -> None:
-        """Fail the next `count` queries (None: until cleared) the way `mode` says; "none" clears."""
+        """Fail the next `count` queries (None: until cleared) the way `mode` says; "none" clears.
+        With `match`, only queries whose text contains it fail (and count down)."""
         if mode not in FAULT_MODES:
             raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}")
         if count is not None and count < 1:
@@ -501,7 +509,7 @@ class LogAnalyticsServer(HttpsService):
         if retry_after < 0 or delay < 0:
             raise ValueError("retry_after and delay must not be negative")
         with self._lock:
-            self._fault = None if mode == "none" else QueryFault(mode, count, retry_after, delay)
+            self._fault = None if mode == "none" else QueryFault(mode, count, retry_after, delay, match)
 
     def clear_faults(self) -> None:
         self.set_fault("none")
@@ -510,19 +518,19 @@ class LogAnalyticsServer(HttpsService):
         with self._lock:
             return None if self._fault is None else asdict(self._fault)
 
-    def take_fault(self) -> QueryFault | None:
+    def take_fault(self, query: str = "") -> QueryFault | None:
         """The fault for this query, counted down; every query is counted."""
         with self._lock:
             self.query_count += 1
             fault = self._fault
-            if fault is None:
+            if fault is None or (fault.match is not None and fault.match not in query):
                 return None
             if fault.count is not None:
                 fault.count -= 1
                 if fault.count <= 0:
                     self._fault = None
             self.fault_log.append(fault.mode)
-            return QueryFault(fault.mode, fault.count, fault.retry_after, fault.delay)
+            return QueryFault(fault.mode, fault.count, fault.retry_after, fault.delay, fault.match)
 
     # queries
 
@@ -694,6 +702,7 @@ class _Handler(JsonHandler):
                 count=None if count is None else int(count),
                 retry_after=float(spec.get("retry_after", 1.0)),
                 delay=float(spec.get("delay", 0.0)),
+                match=None if spec.get("match") is None else str(spec["match"]),
             )
         except (TypeError, ValueError) as error:
             raise bad_argument(f"bad fault: {error}") from error
@@ -714,7 +723,7 @@ class _Handler(JsonHandler):
         timespan = payload.get("timespan")
         wait_s, statistics = parse_prefer(self.headers.get("Prefer"))
         request = QueryRequest(payload["query"], str(timespan) if timespan else None, wait_s, statistics)
-        fault = self.api.take_fault()
+        fault = self.api.take_fault(request.query)
         if fault is not None and fault.mode != "partial":
             self._answer_fault(fault)
             return

@@ -180,48 +180,77 @@ def _deliver(
     report: TickReport,
     throttled: set[str],
 ) -> None:
-    by_id = {d.id: d for d in detections}
-    webhooks = {w.name: w for w in services.settings.webhooks}
-    links = cards.CardLinks(history_url=None, portal_url=services.settings.portal_url)
+    """Post what is due, most severe first. Backoff spares a failing webhook, but must not keep
+    alerts waiting once it works again: while alerts wait, the first of them is tried every tick,
+    and as soon as a webhook accepts a card, everything waiting for it goes too."""
+    pending = sorted((e for e in state.outbox() if e.committed and e.pending_targets), key=_priority)
+    due = [e for e in pending if e.next_attempt_at <= now]
+    waiting = [e for e in pending if e.next_attempt_at > now]
+    if waiting and not due:
+        due, waiting = waiting[:1], waiting[1:]  # a probe: one card per tick tells us Teams is back
+    post = _Poster(services, {d.id: d for d in detections}, now, report, throttled)
     deadline = time.monotonic() + DELIVERY_BUDGET_S
-    due = [e for e in state.outbox() if e.committed and e.pending_targets and e.next_attempt_at <= now]
-    for entry in sorted(due, key=_priority):
+    for entry in due:
         if time.monotonic() > deadline:
-            break
-        detection = by_id.get(entry.alert.finding.detection)
+            return
+        post(state, entry)
+    for entry in waiting:
+        if time.monotonic() > deadline:
+            return
+        if post.healthy.intersection(entry.pending_targets):
+            post(state, entry)
+
+
+@dataclass(slots=True)
+class _Poster:
+    """One delivery attempt of one outbox entry to each of its pending webhooks."""
+
+    services: Services
+    detections: dict[str, Detection]
+    now: datetime
+    report: TickReport
+    throttled: set[str]  # webhooks that refused this tick: not asked again until the next
+    healthy: set[str] = field(default_factory=set)  # webhooks that accepted a card this tick
+
+    def __call__(self, state: AlertState, entry: OutboxEntry) -> None:
+        settings = self.services.settings
+        detection = self.detections.get(entry.alert.finding.detection)
         if detection is None:
-            continue  # a detection switched off since; its alert stays in the outbox and history
-        build = _card_builder(entry.alert, detection, _links(services.settings, entry.alert, links))
+            return  # a detection switched off since; its alert stays in the outbox and history
+        links = cards.CardLinks(history_url=None, portal_url=settings.portal_url)
+        build = _card_builder(entry.alert, detection, _links(settings, entry.alert, links))
+        webhooks = {w.name: w for w in settings.webhooks}
         delivered, errors, retry_after = [], [], None
         for name in entry.pending_targets:
             webhook = webhooks.get(name)
             if webhook is None:
                 errors.append(f"{name}: no longer configured")
                 continue
-            if name in throttled:
+            if name in self.throttled:
                 errors.append(f"{name}: deferred, the webhook refused an earlier message this tick")
                 continue
-            result = _post_fitting(services.teams, webhook, build)
+            result = _post_fitting(self.services.teams, webhook, build)
             if result.delivered:
                 delivered.append(name)
+                self.healthy.add(name)
                 continue
             errors.append(f"{name}: {result.error}")
             retry_after = max(retry_after or 0.0, result.retry_after_s or 0.0) or None
             if _refused_for_now(result):
-                throttled.add(name)
+                self.throttled.add(name)
         state.record_attempt(
             entry,
             tuple(delivered),
             "; ".join(errors) or None,
-            alerts.next_attempt(entry.attempts + 1, now, retry_after),
-            now,
+            alerts.next_attempt(entry.attempts + 1, self.now, retry_after),
+            self.now,
         )
         if delivered and len(delivered) == len(entry.pending_targets):
-            report.delivered += 1
+            self.report.delivered += 1
         if entry.attempts:
-            report.retried += 1
+            self.report.retried += 1
         if errors:
-            report.delivery_failures += 1
+            self.report.delivery_failures += 1
 
 
 def _remind(

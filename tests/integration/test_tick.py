@@ -118,16 +118,37 @@ def test_teams_faults_delay_but_never_lose_an_alert(
     assert row["Delivery"] == "retrying"
     assert "sig=" not in row["LastDeliveryError"]
 
-    # Still down at the next tick: detection goes on, delivery waits for its backoff.
+    # Still down at the next tick: detection goes on; the waiting card is tried once (a probe).
+    still_down = tick(services, now + timedelta(seconds=5))
+    assert (still_down.delivered, still_down.delivery_failures) == (0, 1)
     devstack.teams.clear_faults()
-    too_soon = tick(services, now + timedelta(seconds=5))
-    assert too_soon.delivered == 0
-    later = tick(services, now + timedelta(minutes=2))
+    later = tick(services, now + timedelta(seconds=10))  # back: delivered at once, backoff or not
     assert later.delivered == 1
     assert len(devstack.teams.messages()) == 1
     (row,) = history(services)
     assert row["Delivery"] == "delivered"
-    assert row["DeliveryAttempts"] == 2
+    assert row["DeliveryAttempts"] == 3
+
+
+def test_once_teams_is_back_every_waiting_alert_goes_in_one_tick(
+    devstack: Devstack, services: Services
+) -> None:
+    """An hour-long outage pushes each alert's backoff far out; recovery must not wait for it."""
+    now = datetime.now(UTC)
+    devstack.teams.set_fault(mode="503", count=None)
+    for n in range(3):
+        at = now + n * timedelta(minutes=5)
+        row = sign_in_row(f"outage-{n}", BG_ID, BG_UPN)
+        ingest(devstack, "SigninLogs", [row], at - timedelta(minutes=4), at - timedelta(minutes=3))
+    for n in range(12):  # an hour of ticks, every one refused
+        tick(services, now + n * timedelta(minutes=5))
+    waiting = HistoryStore(services.store).query(HistoryQuery(limit=200)).rows
+    assert len(waiting) == 3
+    assert {row["Delivery"] for row in waiting} == {"retrying"}
+    devstack.teams.clear_faults()
+    back = tick(services, now + timedelta(minutes=60))
+    assert back.delivered == 3
+    assert len(devstack.teams.messages()) == 3
 
 
 class Crash(BaseException):

@@ -136,3 +136,22 @@ def _card() -> dict[str, Any]:
     return {"type": "message", "attachments": [
         {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": content}
     ]}  # fmt: skip
+
+
+def test_a_fault_can_target_the_queries_that_contain_a_text(devstack: Devstack) -> None:
+    url = f"{devstack.log_analytics.url}/v1/workspaces/{devstack.workspace_id}/query"
+    bearer = ManagedIdentityCredential().get_token("https://api.loganalytics.io/.default").token
+
+    def ask(query: str) -> int:
+        return requests.post(
+            url, json={"query": query}, headers={"Authorization": f"Bearer {bearer}"},
+            verify=str(devstack.certs.ca), timeout=5,
+        ).status_code  # fmt: skip
+
+    devstack.log_analytics.set_fault("503", count=1, match="SigninLogs")
+    try:
+        assert ask("AzureActivity | take 1") == 200  # not matched: answered, and not counted down
+        assert ask("SigninLogs | take 1") == 503
+        assert ask("SigninLogs | take 1") == 200
+    finally:
+        devstack.log_analytics.clear_faults()
