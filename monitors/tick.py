@@ -19,7 +19,7 @@ from monitors import alerts, cards, watermark
 from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StateStore
 from monitors.adapters.teams import PostResult, TeamsPoster
-from monitors.detections.base import Context, Detection
+from monitors.detections.base import Detection, detection_context
 from monitors.model import Alert, Finding
 from monitors.pipeline import run_detection
 from monitors.settings import Settings, Webhook
@@ -113,7 +113,7 @@ def _detect(
     settings = services.settings
     mark = watermark.read(services.store, settings.workspace_id, detection.id)
     window = watermark.next_window(mark.ingested_up_to, now, late)
-    context = Context(break_glass=settings.break_glass)
+    context = detection_context(settings)
     try:
         run = run_detection(detection, services.logs, window, context, now, memory=state)
     except QueryFailed as error:
