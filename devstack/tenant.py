@@ -24,6 +24,9 @@ Ground truth, per principal in the manifest (`expected`):
   operation is a write, delete or action (the Activity Log never holds reads).
 - "break-glass-use": any row of a break-glass account, in either sign-in table (failures included)
   or in AzureActivity.
+- "source-silent": whoever deletes a diagnostic setting (the showcase admin deletes the Activity
+  Log export once, late in the window; admins do it now and then). Silence is not generated: every
+  table receives rows to the end of the window.
 
 Rows are grouped by principal, then day, not sorted by time: load them, don't replay them in order.
 """
@@ -70,6 +73,7 @@ DEFAULT_START = datetime(2025, 10, 6, tzinfo=UTC)  # a Monday; fixed so a seed a
 # Detection names used in the manifest's `expected` lists.
 USER_ARM_WRITE = "user-arm-write"
 BREAK_GLASS_USE = "break-glass-use"
+SOURCE_SILENT = "source-silent"  # issue 8 (det2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1856,6 +1860,47 @@ def break_glass_script(world: World, bg1: Principal, bg2: Principal, seed: int) 
     return script
 
 
+# --------------------------------------------------------------------------- issue 8 (det2) scenarios
+# source-silent. Kept together so other scenarios merge beside them.
+
+DIAGNOSTIC_DELETES = frozenset(
+    {"microsoft.insights/diagnosticsettings/delete", "microsoft.aadiam/diagnosticsettings/delete"}
+)
+ACTIVITY_LOG_EXPORT_DELETE = Operation(  # the subscription's Activity Log export to the workspace
+    "Microsoft.Insights/diagnosticSettings/delete",
+    "Delete diagnostic setting",
+    "guid",
+    template="/subscriptions/{sub}/providers/microsoft.insights/diagnosticSettings/activity-to-law",
+)
+
+
+def det2_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
+    """source-silent: whoever deletes a diagnostic setting."""
+    if row["Type"] == ACTIVITY:
+        return (
+            (SOURCE_SILENT,) if str(row.get("OperationNameValue", "")).lower() in DIAGNOSTIC_DELETES else ()
+        )
+    return ()
+
+
+def det2_script(world: World, principals: tuple[Principal, ...], seed: int) -> list[Scripted]:
+    """The showcase admin deletes the subscription's Activity Log export late in the window."""
+    rng = random.Random(f"det2:{seed}")
+    admin = next(p for p in principals if p.kind == "admin")
+    at = world.start + (world.end - world.start) * 0.8 + timedelta(seconds=rng.uniform(0, 600))
+    target = ACTIVITY_LOG_EXPORT_DELETE.target(admin.subscription_id, admin.resource_group, "activity-to-law")
+    issued = at - timedelta(minutes=4)
+    token = signin_record(admin, issued, app=PORTAL, resource=ARM, rng=rng, tenant=world.tenant)
+    rows = activity_records(
+        admin, at, ACTIVITY_LOG_EXPORT_DELETE, target, uti=token["UniqueTokenIdentifier"], issued=issued,
+        app_id=PORTAL.app_id, rng=rng, tenant=world.tenant,
+    )  # fmt: skip
+    return [Scripted(admin, token), *(Scripted(admin, row) for row in rows)]
+
+
+# --------------------------------------------------------------------------- end of issue 8 (det2)
+
+
 def platform_day(world: World, day: datetime, rng: random.Random) -> Iterator[Row]:
     """Rows nobody in the directory caused: Service Health notices per subscription."""
     for sub in world.tenant.subscriptions:
@@ -2029,6 +2074,7 @@ def _verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     found: tuple[str, ...] = (BREAK_GLASS_USE,) if who.kind == "break-glass" else ()
     if who.is_user and row["Type"] == ACTIVITY and row.get("CategoryValue") == "Administrative":
         found += (USER_ARM_WRITE,)
+    found += det2_verdicts(who, row)
     return found
 
 
@@ -2138,7 +2184,7 @@ def generate(
     world = World(tenant=tenant, start=start, end=end, enforcement=_utc(enforcement))
     principals = population(users, seed, tenant)
     bg1, bg2 = (p for p in principals if p.kind == "break-glass")
-    script = break_glass_script(world, bg1, bg2, seed)
+    script = break_glass_script(world, bg1, bg2, seed) + det2_script(world, principals, seed)
 
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if users * days >= 5000 else 1

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from monitors import alerts, cards, watermark
+from monitors import alerts, blindness, cards, watermark
 from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StateStore
 from monitors.adapters.teams import PostResult, TeamsPoster
@@ -80,6 +80,14 @@ def run_tick(services: Services, detections: Sequence[Detection], now: datetime)
     report.recovered = _recover(state, detections, now, late)
     for detection in detections:
         _detect(services, state, detection, now, late, report)
+    # --- source-silent (issue 8): queries failing tick after tick are an alert of their own
+    blind = blindness.watch_queries(
+        services.store, state, settings, detections, report.query_errors, now,
+        lambda alert: _targets(alert, settings.webhooks),
+    )  # fmt: skip
+    report.alerts_stored += len(blind)
+    report.new_alerts += blind
+    # --- end source-silent
     report.durations_s["detect"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()

@@ -2,10 +2,15 @@
 
 from collections.abc import Collection
 
-from monitors.detections import break_glass_use, user_arm_write
+from monitors.detections import break_glass_use, source_silent, user_arm_write
 from monitors.detections.base import Detection
 
-DETECTIONS: tuple[Detection, ...] = (user_arm_write.DETECTION, break_glass_use.DETECTION)
+DETECTIONS: tuple[Detection, ...] = (
+    user_arm_write.DETECTION,
+    break_glass_use.DETECTION,
+    # --- issue 8, branch det2
+    source_silent.DETECTION,
+)
 
 
 def enabled(disabled: Collection[str]) -> tuple[Detection, ...]:

@@ -37,6 +37,8 @@ ADELE = ("9b117c67-170e-4aed-9702-658b3fddc889", "AdeleV@contoso.com")
 SVC = ("5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "svc-deploy@contoso.com")
 CLI = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 TICK = timedelta(minutes=5)  # the schedule the simulated clock follows
+# Detections whose alerts the scenarios do not predict; they may alert at most once per episode.
+EPISODE_DETECTIONS = frozenset({"source-silent"})
 _ALERT_ID = re.compile(r"alert (\d{13}-[0-9a-f]{12})")
 _prefixes = itertools.count(1)
 
@@ -265,6 +267,10 @@ class World:
             payload = row["payload"]
             if row["Detection"] == "break-glass-use":
                 items = [e for e in payload["event_ids"] if e in self.bg_events]
+            elif row["Detection"] in EPISODE_DETECTIONS:
+                # Not modelled per scenario (a silence, failing queries), but
+                # each episode must alert once: a second alert for one counts as a duplicate.
+                items = [row["PrincipalKey"]]
             else:
                 items = [row["PrincipalKey"]] if row["PrincipalKey"] in self.users else []
             unexpected += not items

@@ -27,6 +27,7 @@ from devstack.tenant import (
     NONINTERACTIVE,
     SIGNIN,
     SITE_WRITE,
+    SOURCE_SILENT,
     TABLES,
     USER_ARM_WRITE,
     Principal,
@@ -415,6 +416,9 @@ def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) 
     for row in rows[SIGNIN] + rows[NONINTERACTIVE]:
         if row["UserId"] in break_glass:
             truth[row["UserId"]].add(BREAK_GLASS_USE)
+    for row in rows[ACTIVITY]:
+        if row["OperationNameValue"].lower() == "microsoft.insights/diagnosticsettings/delete":
+            truth[users[row["Caller"]]["object_id"]].add(SOURCE_SILENT)
     for p in manifest["principals"]:
         assert set(p["expected"]) == truth.get(p["object_id"], set()), p
     writers = {p["kind"] for p in manifest["principals"] if USER_ARM_WRITE in p["expected"]}
