@@ -27,6 +27,9 @@ Ground truth, per principal in the manifest (`expected`):
 - "source-silent": whoever deletes a diagnostic setting (the showcase admin deletes the Activity
   Log export once, late in the window; admins do it now and then). Silence is not generated: every
   table receives rows to the end of the window.
+- "break-glass-weak-method": a break-glass sign-in with a step that succeeded using a method
+  other than FIDO2 / Windows Hello (bg2's password + SMS), and a break-glass account with no
+  successful interactive sign-in in the window: the third account, never drilled, has no rows.
 
 Rows are grouped by principal, then day, not sorted by time: load them, don't replay them in order.
 """
@@ -74,6 +77,7 @@ DEFAULT_START = datetime(2025, 10, 6, tzinfo=UTC)  # a Monday; fixed so a seed a
 USER_ARM_WRITE = "user-arm-write"
 BREAK_GLASS_USE = "break-glass-use"
 SOURCE_SILENT = "source-silent"  # issue 8 (det2)
+BREAK_GLASS_WEAK_METHOD = "break-glass-weak-method"  # issue 8 (det2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1861,11 +1865,13 @@ def break_glass_script(world: World, bg1: Principal, bg2: Principal, seed: int) 
 
 
 # --------------------------------------------------------------------------- issue 8 (det2) scenarios
-# source-silent. Kept together so other scenarios merge beside them.
+# source-silent and break-glass-weak-method. Kept together so other scenarios merge beside them.
 
 DIAGNOSTIC_DELETES = frozenset(
     {"microsoft.insights/diagnosticsettings/delete", "microsoft.aadiam/diagnosticsettings/delete"}
 )
+# What the generator writes for phishing-resistant (or inherited, "Previously satisfied") steps.
+_NOT_WEAK = frozenset({*FIDO2.methods, *WHFB.methods, "Previously satisfied"})
 ACTIVITY_LOG_EXPORT_DELETE = Operation(  # the subscription's Activity Log export to the workspace
     "Microsoft.Insights/diagnosticSettings/delete",
     "Delete diagnostic setting",
@@ -1875,12 +1881,27 @@ ACTIVITY_LOG_EXPORT_DELETE = Operation(  # the subscription's Activity Log expor
 
 
 def det2_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
-    """source-silent: whoever deletes a diagnostic setting."""
+    """source-silent: whoever deletes a diagnostic setting; break-glass-weak-method: a break-glass
+    sign-in with a step that succeeded using a method other than FIDO2 / Windows Hello."""
     if row["Type"] == ACTIVITY:
         return (
             (SOURCE_SILENT,) if str(row.get("OperationNameValue", "")).lower() in DIAGNOSTIC_DELETES else ()
         )
-    return ()
+    if who.kind != "break-glass":
+        return ()
+    steps = json.loads(row.get("AuthenticationDetails") or "[]")
+    weak = any(s["succeeded"] and s["authenticationMethod"] not in _NOT_WEAK for s in steps)
+    return (BREAK_GLASS_WEAK_METHOD,) if weak else ()
+
+
+def dormant_break_glass(seed: int, tenant: Tenant) -> Principal:
+    """A third emergency account that nobody has signed in to: its drill is overdue."""
+    made = _break_glass(3, random.Random(f"dormant-break-glass:{seed}"), tenant)
+    return replace(made, display_name="Break Glass Admin 3 (never drilled)", auth=FIDO2)
+
+
+def det2_principals(seed: int, tenant: Tenant) -> tuple[Principal, ...]:
+    return (dormant_break_glass(seed, tenant),)
 
 
 def det2_script(world: World, principals: tuple[Principal, ...], seed: int) -> list[Scripted]:
@@ -1896,6 +1917,27 @@ def det2_script(world: World, principals: tuple[Principal, ...], seed: int) -> l
         app_id=PORTAL.app_id, rng=rng, tenant=world.tenant,
     )  # fmt: skip
     return [Scripted(admin, token), *(Scripted(admin, row) for row in rows)]
+
+
+def det2_expected_without_rows(
+    principals: tuple[Principal, ...], script: list[Scripted]
+) -> dict[str, set[str]]:
+    """Verdicts no row carries: a break-glass account with no successful interactive sign-in in the
+    window has an overdue drill (the drill interval is at least 7 days; the window holds all rows)."""
+    drilled = {
+        s.who.object_id for s in script
+        if s.row["Type"] == SIGNIN and s.row["ResultType"] in ("0", 0)
+    }  # fmt: skip
+    return {
+        p.object_id: {BREAK_GLASS_WEAK_METHOD}
+        for p in principals
+        if p.kind == "break-glass" and p.object_id not in drilled
+    }
+
+
+def _first_two_break_glass(principals: tuple[Principal, ...]) -> tuple[Principal, Principal]:
+    bg1, bg2, *_ = (p for p in principals if p.kind == "break-glass")
+    return bg1, bg2
 
 
 # --------------------------------------------------------------------------- end of issue 8 (det2)
@@ -2182,8 +2224,8 @@ def generate(
     if enforcement is None:
         enforcement = (start + (end - start) / 2).replace(minute=0, second=0, microsecond=0)
     world = World(tenant=tenant, start=start, end=end, enforcement=_utc(enforcement))
-    principals = population(users, seed, tenant)
-    bg1, bg2 = (p for p in principals if p.kind == "break-glass")
+    principals = population(users, seed, tenant) + det2_principals(seed, tenant)
+    bg1, bg2 = _first_two_break_glass(principals)
     script = break_glass_script(world, bg1, bg2, seed) + det2_script(world, principals, seed)
 
     if workers is None:
@@ -2214,6 +2256,8 @@ def generate(
     for w in written:
         for object_id, found in w.expected.items():
             expected.setdefault(object_id, set()).update(found)
+    for object_id, found in det2_expected_without_rows(principals, script).items():
+        expected.setdefault(object_id, set()).update(found)
     manifest = Manifest(
         seed=seed,
         users=users,

@@ -2,7 +2,7 @@
 
 from collections.abc import Collection
 
-from monitors.detections import break_glass_use, source_silent, user_arm_write
+from monitors.detections import break_glass_use, break_glass_weak_method, source_silent, user_arm_write
 from monitors.detections.base import Detection
 
 DETECTIONS: tuple[Detection, ...] = (
@@ -10,6 +10,7 @@ DETECTIONS: tuple[Detection, ...] = (
     break_glass_use.DETECTION,
     # --- issue 8, branch det2
     source_silent.DETECTION,
+    break_glass_weak_method.DETECTION,
 )
 
 
