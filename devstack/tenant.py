@@ -30,6 +30,9 @@ Ground truth, per principal in the manifest (`expected`):
 - "break-glass-weak-method": a break-glass sign-in with a step that succeeded using a method
   other than FIDO2 / Windows Hello (bg2's password + SMS), and a break-glass account with no
   successful interactive sign-in in the window: the third account, never drilled, has no rows.
+- "user-service-account": a sign-in to ARM or the Power Platform, with the right password, by a
+  service account or by the user object that owns Power Automate connections (a maker account
+  whose flows refresh tokens every 15 minutes from Azure; nobody signs in with it interactively).
 
 Rows are grouped by principal, then day, not sorted by time: load them, don't replay them in order.
 """
@@ -1798,6 +1801,8 @@ def _workload_day(world: World, who: Principal, day: datetime, rng: random.Rando
 
 def day_rows(world: World, who: Principal, day: datetime, rng: random.Random) -> Iterator[Row]:
     """Everything one principal logs on one day (break-glass accounts are scripted separately)."""
+    if who.tool == POWER_AUTOMATE_TOOL:  # issue 8 (det2): user-service-account
+        return connection_owner_day(world, who, day, rng)
     if who.kind == "service-account":
         return _service_account_day(world, who, day, rng)
     if who.kind in WORKLOAD_KINDS:
@@ -1865,7 +1870,8 @@ def break_glass_script(world: World, bg1: Principal, bg2: Principal, seed: int) 
 
 
 # --------------------------------------------------------------------------- issue 8 (det2) scenarios
-# source-silent and break-glass-weak-method. Kept together so other scenarios merge beside them.
+# source-silent, break-glass-weak-method and user-service-account. Kept together so other
+# scenarios merge beside them.
 
 DIAGNOSTIC_DELETES = frozenset(
     {"microsoft.insights/diagnosticsettings/delete", "microsoft.aadiam/diagnosticsettings/delete"}
@@ -1882,13 +1888,14 @@ ACTIVITY_LOG_EXPORT_DELETE = Operation(  # the subscription's Activity Log expor
 
 def det2_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     """source-silent: whoever deletes a diagnostic setting; break-glass-weak-method: a break-glass
-    sign-in with a step that succeeded using a method other than FIDO2 / Windows Hello."""
+    sign-in with a step that succeeded using a method other than FIDO2 / Windows Hello;
+    user-service-account: see automation_verdict."""
+    found = automation_verdict(who, row)
     if row["Type"] == ACTIVITY:
-        return (
-            (SOURCE_SILENT,) if str(row.get("OperationNameValue", "")).lower() in DIAGNOSTIC_DELETES else ()
-        )
+        deleted = str(row.get("OperationNameValue", "")).lower() in DIAGNOSTIC_DELETES
+        return found + ((SOURCE_SILENT,) if deleted else ())
     if who.kind != "break-glass":
-        return ()
+        return found
     steps = json.loads(row.get("AuthenticationDetails") or "[]")
     weak = any(s["succeeded"] and s["authenticationMethod"] not in _NOT_WEAK for s in steps)
     return (BREAK_GLASS_WEAK_METHOD,) if weak else ()
@@ -1901,7 +1908,7 @@ def dormant_break_glass(seed: int, tenant: Tenant) -> Principal:
 
 
 def det2_principals(seed: int, tenant: Tenant) -> tuple[Principal, ...]:
-    return (dormant_break_glass(seed, tenant),)
+    return (dormant_break_glass(seed, tenant), connection_owner(seed, tenant))
 
 
 def det2_script(world: World, principals: tuple[Principal, ...], seed: int) -> list[Scripted]:
@@ -1938,6 +1945,53 @@ def det2_expected_without_rows(
 def _first_two_break_glass(principals: tuple[Principal, ...]) -> tuple[Principal, Principal]:
     bg1, bg2, *_ = (p for p in principals if p.kind == "break-glass")
     return bg1, bg2
+
+
+# --------------------------------------------------------------------------- user-service-account (det2)
+USER_SERVICE_ACCOUNT = "user-service-account"
+POWER_AUTOMATE_TOOL = "power-automate"  # a user object whose Power Automate connections run flows
+FLOW_SERVICE = Resource("7df0a125-d3be-4c96-aa54-591f83ff541c", "Microsoft Flow Service")
+DATAVERSE = Resource("00000007-0000-0000-c000-000000000000", "Dataverse")
+POWER_PLATFORM_RESOURCES = frozenset(
+    {FLOW_SERVICE.resource_id, DATAVERSE.resource_id, "475226c6-020e-4fb2-8a90-7a972cbfc1d4"}
+)
+POWER_AUTOMATE = App(
+    "7df0a125-d3be-4c96-aa54-591f83ff541c", "Microsoft Flow Service", "Mobile Apps and Desktop clients"
+)
+_FIRST_FACTOR_OK = frozenset({"0", "50072", "50074", "50076", "50079", "500121", "53003"})
+
+
+def automation_verdict(who: Principal, row: Row) -> tuple[str, ...]:
+    """user-service-account: a service account's, or a connection owner's, sign-in to ARM or the
+    Power Platform with the right password (first factor)."""
+    if not (who.kind == "service-account" or who.tool == POWER_AUTOMATE_TOOL) or row["Type"] == ACTIVITY:
+        return ()
+    target = row["ResourceIdentity"] in (ARM.resource_id, *POWER_PLATFORM_RESOURCES)
+    return (USER_SERVICE_ACCOUNT,) if target and str(row["ResultType"]) in _FIRST_FACTOR_OK else ()
+
+
+def connection_owner(seed: int, tenant: Tenant) -> Principal:
+    """A maker's user account whose Power Automate connections run flows every 15 minutes from
+    Microsoft's data centres; nobody signs in with it interactively any more."""
+    rng = random.Random(f"connection-owner:{seed}")
+    site = DATACENTRES[1]
+    return Principal(
+        kind="human-mfa", object_id=guid(rng), display_name="Flow Maker (connections)",
+        upn=f"flow.maker@{tenant.domain}", auth=PASSWORD_APP, tool=POWER_AUTOMATE_TOOL,
+        ip=address(site, rng), user_agent="", os="", browser="", tz=0,
+        subscription_id=tenant.subscriptions[0], resource_group=tenant.resource_groups[0],
+        project="flows", role="Reader", cadence_min=15, phase_min=rng.randrange(0, 15),
+    )  # fmt: skip
+
+
+def connection_owner_day(world: World, who: Principal, day: datetime, rng: random.Random) -> Iterator[Row]:
+    """Each run refreshes the connections' tokens: Power Automate, then Dataverse."""
+    for run in _automation_times(who, day, rng):
+        for n, resource in enumerate((FLOW_SERVICE, DATAVERSE)):
+            yield signin_record(
+                who, run + timedelta(seconds=n * rng.uniform(1, 4)), app=POWER_AUTOMATE, resource=resource,
+                interactive=False, rng=rng, tenant=world.tenant,
+            )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- end of issue 8 (det2)

@@ -2,7 +2,13 @@
 
 from collections.abc import Collection
 
-from monitors.detections import break_glass_use, break_glass_weak_method, source_silent, user_arm_write
+from monitors.detections import (
+    break_glass_use,
+    break_glass_weak_method,
+    source_silent,
+    user_arm_write,
+    user_service_account,
+)
 from monitors.detections.base import Detection
 
 DETECTIONS: tuple[Detection, ...] = (
@@ -11,6 +17,7 @@ DETECTIONS: tuple[Detection, ...] = (
     # --- issue 8, branch det2
     source_silent.DETECTION,
     break_glass_weak_method.DETECTION,
+    user_service_account.DETECTION,
 )
 
 

@@ -434,6 +434,16 @@ def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) 
     for row in rows[ACTIVITY]:
         if row["OperationNameValue"].lower() == "microsoft.insights/diagnosticsettings/delete":
             truth[users[row["Caller"]]["object_id"]].add(SOURCE_SILENT)
+    automation = {
+        p["object_id"]
+        for p in manifest["principals"]
+        if p["kind"] == "service-account" or p["tool"] == tenant.POWER_AUTOMATE_TOOL
+    }
+    targets = {ARM.resource_id, *tenant.POWER_PLATFORM_RESOURCES}
+    for row in rows[SIGNIN] + rows[NONINTERACTIVE]:
+        password_right = row["ResultType"] in ("0", "50072", "50074", "50076", "50079", "500121", "53003")
+        if row["UserId"] in automation and row["ResourceIdentity"] in targets and password_right:
+            truth[row["UserId"]].add(tenant.USER_SERVICE_ACCOUNT)
     for p in manifest["principals"]:
         assert set(p["expected"]) == truth.get(p["object_id"], set()), p
     writers = {p["kind"] for p in manifest["principals"] if USER_ARM_WRITE in p["expected"]}
@@ -574,5 +584,8 @@ def test_cli_at_scale_writes_what_the_manifest_says(tmp_path: Path) -> None:
             assert sum(1 for _ in f) == manifest["rows"][table], table
     assert sum(manifest["rows"].values()) > 10_000
     assert json.loads(accounts.read_text(encoding="utf-8")) == manifest["break_glass"]
-    assert sum(p["kind"] in tenant.USER_KINDS for p in manifest["principals"]) == 2000
+    users = [p for p in manifest["principals"] if p["kind"] in tenant.USER_KINDS]
+    # --users of them, plus the scripted owner of Power Automate connections (user-service-account).
+    assert len(users) == 2000 + 1
+    assert [p["tool"] for p in users].count(tenant.POWER_AUTOMATE_TOOL) == 1
     assert not list(out.glob(".parts-*"))  # worker part files are cleaned up
