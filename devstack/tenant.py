@@ -24,6 +24,15 @@ Ground truth, per principal in the manifest (`expected`):
   operation is a write, delete or action (the Activity Log never holds reads).
 - "break-glass-use": any row of a break-glass account, in either sign-in table (failures included)
   or in AzureActivity.
+- "source-silent": whoever deletes a diagnostic setting (the showcase admin deletes the Activity
+  Log export once, late in the window; admins do it now and then). Silence is not generated: every
+  table receives rows to the end of the window.
+- "break-glass-weak-method": a break-glass sign-in with a step that succeeded using a method
+  other than FIDO2 / Windows Hello (bg2's password + SMS), and a break-glass account with no
+  successful interactive sign-in in the window: the third account, never drilled, has no rows.
+- "user-service-account": a sign-in to ARM or the Power Platform, with the right password, by a
+  service account or by the user object that owns Power Automate connections (a maker account
+  whose flows refresh tokens every 15 minutes from Azure; nobody signs in with it interactively).
 
 Rows are grouped by principal, then day, not sorted by time: load them, don't replay them in order.
 """
@@ -70,6 +79,8 @@ DEFAULT_START = datetime(2025, 10, 6, tzinfo=UTC)  # a Monday; fixed so a seed a
 # Detection names used in the manifest's `expected` lists.
 USER_ARM_WRITE = "user-arm-write"
 BREAK_GLASS_USE = "break-glass-use"
+SOURCE_SILENT = "source-silent"  # issue 8 (det2)
+BREAK_GLASS_WEAK_METHOD = "break-glass-weak-method"  # issue 8 (det2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1790,6 +1801,8 @@ def _workload_day(world: World, who: Principal, day: datetime, rng: random.Rando
 
 def day_rows(world: World, who: Principal, day: datetime, rng: random.Random) -> Iterator[Row]:
     """Everything one principal logs on one day (break-glass accounts are scripted separately)."""
+    if who.tool == POWER_AUTOMATE_TOOL:  # issue 8 (det2): user-service-account
+        return connection_owner_day(world, who, day, rng)
     if who.kind == "service-account":
         return _service_account_day(world, who, day, rng)
     if who.kind in WORKLOAD_KINDS:
@@ -1854,6 +1867,134 @@ def break_glass_script(world: World, bg1: Principal, bg2: Principal, seed: int) 
     graph = sign(bg2, t3 + timedelta(seconds=6), resource=GRAPH, interactive=False, auth=PASSWORD_SMS)
     script.append(Scripted(bg2, graph))
     return script
+
+
+# --------------------------------------------------------------------------- issue 8 (det2) scenarios
+# source-silent, break-glass-weak-method and user-service-account. Kept together so other
+# scenarios merge beside them.
+
+DIAGNOSTIC_DELETES = frozenset(
+    {"microsoft.insights/diagnosticsettings/delete", "microsoft.aadiam/diagnosticsettings/delete"}
+)
+# What the generator writes for phishing-resistant (or inherited, "Previously satisfied") steps.
+_NOT_WEAK = frozenset({*FIDO2.methods, *WHFB.methods, "Previously satisfied"})
+ACTIVITY_LOG_EXPORT_DELETE = Operation(  # the subscription's Activity Log export to the workspace
+    "Microsoft.Insights/diagnosticSettings/delete",
+    "Delete diagnostic setting",
+    "guid",
+    template="/subscriptions/{sub}/providers/microsoft.insights/diagnosticSettings/activity-to-law",
+)
+
+
+def det2_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
+    """source-silent: whoever deletes a diagnostic setting; break-glass-weak-method: a break-glass
+    sign-in with a step that succeeded using a method other than FIDO2 / Windows Hello;
+    user-service-account: see automation_verdict."""
+    found = automation_verdict(who, row)
+    if row["Type"] == ACTIVITY:
+        deleted = str(row.get("OperationNameValue", "")).lower() in DIAGNOSTIC_DELETES
+        return found + ((SOURCE_SILENT,) if deleted else ())
+    if who.kind != "break-glass":
+        return found
+    steps = json.loads(row.get("AuthenticationDetails") or "[]")
+    weak = any(s["succeeded"] and s["authenticationMethod"] not in _NOT_WEAK for s in steps)
+    return (BREAK_GLASS_WEAK_METHOD,) if weak else ()
+
+
+def dormant_break_glass(seed: int, tenant: Tenant) -> Principal:
+    """A third emergency account that nobody has signed in to: its drill is overdue."""
+    made = _break_glass(3, random.Random(f"dormant-break-glass:{seed}"), tenant)
+    return replace(made, display_name="Break Glass Admin 3 (never drilled)", auth=FIDO2)
+
+
+def det2_principals(seed: int, tenant: Tenant) -> tuple[Principal, ...]:
+    return (dormant_break_glass(seed, tenant), connection_owner(seed, tenant))
+
+
+def det2_script(world: World, principals: tuple[Principal, ...], seed: int) -> list[Scripted]:
+    """The showcase admin deletes the subscription's Activity Log export late in the window."""
+    rng = random.Random(f"det2:{seed}")
+    admin = next(p for p in principals if p.kind == "admin")
+    at = world.start + (world.end - world.start) * 0.8 + timedelta(seconds=rng.uniform(0, 600))
+    target = ACTIVITY_LOG_EXPORT_DELETE.target(admin.subscription_id, admin.resource_group, "activity-to-law")
+    issued = at - timedelta(minutes=4)
+    token = signin_record(admin, issued, app=PORTAL, resource=ARM, rng=rng, tenant=world.tenant)
+    rows = activity_records(
+        admin, at, ACTIVITY_LOG_EXPORT_DELETE, target, uti=token["UniqueTokenIdentifier"], issued=issued,
+        app_id=PORTAL.app_id, rng=rng, tenant=world.tenant,
+    )  # fmt: skip
+    return [Scripted(admin, token), *(Scripted(admin, row) for row in rows)]
+
+
+def det2_expected_without_rows(
+    principals: tuple[Principal, ...], script: list[Scripted]
+) -> dict[str, set[str]]:
+    """Verdicts no row carries: a break-glass account with no successful interactive sign-in in the
+    window has an overdue drill (the drill interval is at least 7 days; the window holds all rows)."""
+    drilled = {
+        s.who.object_id for s in script
+        if s.row["Type"] == SIGNIN and s.row["ResultType"] in ("0", 0)
+    }  # fmt: skip
+    return {
+        p.object_id: {BREAK_GLASS_WEAK_METHOD}
+        for p in principals
+        if p.kind == "break-glass" and p.object_id not in drilled
+    }
+
+
+def _first_two_break_glass(principals: tuple[Principal, ...]) -> tuple[Principal, Principal]:
+    bg1, bg2, *_ = (p for p in principals if p.kind == "break-glass")
+    return bg1, bg2
+
+
+# --------------------------------------------------------------------------- user-service-account (det2)
+USER_SERVICE_ACCOUNT = "user-service-account"
+POWER_AUTOMATE_TOOL = "power-automate"  # a user object whose Power Automate connections run flows
+FLOW_SERVICE = Resource("7df0a125-d3be-4c96-aa54-591f83ff541c", "Microsoft Flow Service")
+DATAVERSE = Resource("00000007-0000-0000-c000-000000000000", "Dataverse")
+POWER_PLATFORM_RESOURCES = frozenset(
+    {FLOW_SERVICE.resource_id, DATAVERSE.resource_id, "475226c6-020e-4fb2-8a90-7a972cbfc1d4"}
+)
+POWER_AUTOMATE = App(
+    "7df0a125-d3be-4c96-aa54-591f83ff541c", "Microsoft Flow Service", "Mobile Apps and Desktop clients"
+)
+_FIRST_FACTOR_OK = frozenset({"0", "50072", "50074", "50076", "50079", "500121", "53003"})
+
+
+def automation_verdict(who: Principal, row: Row) -> tuple[str, ...]:
+    """user-service-account: a service account's, or a connection owner's, sign-in to ARM or the
+    Power Platform with the right password (first factor)."""
+    if not (who.kind == "service-account" or who.tool == POWER_AUTOMATE_TOOL) or row["Type"] == ACTIVITY:
+        return ()
+    target = row["ResourceIdentity"] in (ARM.resource_id, *POWER_PLATFORM_RESOURCES)
+    return (USER_SERVICE_ACCOUNT,) if target and str(row["ResultType"]) in _FIRST_FACTOR_OK else ()
+
+
+def connection_owner(seed: int, tenant: Tenant) -> Principal:
+    """A maker's user account whose Power Automate connections run flows every 15 minutes from
+    Microsoft's data centres; nobody signs in with it interactively any more."""
+    rng = random.Random(f"connection-owner:{seed}")
+    site = DATACENTRES[1]
+    return Principal(
+        kind="human-mfa", object_id=guid(rng), display_name="Flow Maker (connections)",
+        upn=f"flow.maker@{tenant.domain}", auth=PASSWORD_APP, tool=POWER_AUTOMATE_TOOL,
+        ip=address(site, rng), user_agent="", os="", browser="", tz=0,
+        subscription_id=tenant.subscriptions[0], resource_group=tenant.resource_groups[0],
+        project="flows", role="Reader", cadence_min=15, phase_min=rng.randrange(0, 15),
+    )  # fmt: skip
+
+
+def connection_owner_day(world: World, who: Principal, day: datetime, rng: random.Random) -> Iterator[Row]:
+    """Each run refreshes the connections' tokens: Power Automate, then Dataverse."""
+    for run in _automation_times(who, day, rng):
+        for n, resource in enumerate((FLOW_SERVICE, DATAVERSE)):
+            yield signin_record(
+                who, run + timedelta(seconds=n * rng.uniform(1, 4)), app=POWER_AUTOMATE, resource=resource,
+                interactive=False, rng=rng, tenant=world.tenant,
+            )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- end of issue 8 (det2)
 
 
 def platform_day(world: World, day: datetime, rng: random.Random) -> Iterator[Row]:
@@ -2029,6 +2170,7 @@ def _verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     found: tuple[str, ...] = (BREAK_GLASS_USE,) if who.kind == "break-glass" else ()
     if who.is_user and row["Type"] == ACTIVITY and row.get("CategoryValue") == "Administrative":
         found += (USER_ARM_WRITE,)
+    found += det2_verdicts(who, row)
     return found
 
 
@@ -2136,9 +2278,9 @@ def generate(
     if enforcement is None:
         enforcement = (start + (end - start) / 2).replace(minute=0, second=0, microsecond=0)
     world = World(tenant=tenant, start=start, end=end, enforcement=_utc(enforcement))
-    principals = population(users, seed, tenant)
-    bg1, bg2 = (p for p in principals if p.kind == "break-glass")
-    script = break_glass_script(world, bg1, bg2, seed)
+    principals = population(users, seed, tenant) + det2_principals(seed, tenant)
+    bg1, bg2 = _first_two_break_glass(principals)
+    script = break_glass_script(world, bg1, bg2, seed) + det2_script(world, principals, seed)
 
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if users * days >= 5000 else 1
@@ -2168,6 +2310,8 @@ def generate(
     for w in written:
         for object_id, found in w.expected.items():
             expected.setdefault(object_id, set()).update(found)
+    for object_id, found in det2_expected_without_rows(principals, script).items():
+        expected.setdefault(object_id, set()).update(found)
     manifest = Manifest(
         seed=seed,
         users=users,

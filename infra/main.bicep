@@ -50,6 +50,19 @@ param waiverReminderDays int = 7
 @description('Detection ids to switch off, comma-separated (break-glass-use cannot be switched off).')
 param disabledDetections string = ''
 
+@description('Days a break-glass account may go without a successful interactive sign-in (the drill interval).')
+@minValue(7)
+@maxValue(365)
+param breakGlassDrillDays int = 90
+
+@description('Hours each table may stay silent, e.g. SigninLogs=2,AzureActivity=6; 0 = not watched.')
+param sourceSilenceHours string = 'SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6'
+
+@description('Ticks in a row with a failed workspace query before source-silent alerts.')
+@minValue(1)
+@maxValue(288)
+param sourceSilentFailedTicks int = 3
+
 @secure()
 @minLength(1)
 @description('Teams Workflows webhook URL (contains a signature: stored in Key Vault only).')
@@ -313,6 +326,9 @@ module functionApp 'modules/functionapp.bicep' = {
     waiverMaxDays: waiverMaxDays
     waiverReminderDays: waiverReminderDays
     disabledDetections: disabledDetections
+    breakGlassDrillDays: breakGlassDrillDays
+    sourceSilenceHours: sourceSilenceHours
+    sourceSilentFailedTicks: sourceSilentFailedTicks
   }
   // App settings hold Key Vault references and identity-based connections: create them only
   // once the identity holds its roles, so the first start does not cache a failed resolution.

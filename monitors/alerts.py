@@ -86,6 +86,7 @@ def to_json(alert: Alert) -> dict[str, Any]:
         "severity": f.severity.value,
         "user_id": f.principal.user_id,
         "user_principal_name": f.principal.user_principal_name,
+        **({"episode": f.principal.episode} if f.principal.episode else {}),
         "headline": f.headline,
         "facts": [list(fact) for fact in f.facts],
         "events": [
@@ -108,7 +109,11 @@ def from_json(data: dict[str, Any]) -> Alert:
     finding = Finding(
         detection=data["detection"],
         severity=Severity(data["severity"]),
-        principal=Principal(user_id=data["user_id"], user_principal_name=data["user_principal_name"]),
+        principal=Principal(
+            user_id=data["user_id"],
+            user_principal_name=data["user_principal_name"],
+            episode=data.get("episode") or None,
+        ),
         headline=data["headline"],
         facts=tuple((str(k), str(v)) for k, v in data["facts"]),
         events=tuple(

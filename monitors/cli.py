@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from monitors import cli_alerts, cli_waivers
 from monitors.detections import DETECTIONS
 from monitors.detections.base import Context
-from monitors.settings import BreakGlassAccounts, SettingsError, parse_break_glass
+from monitors.settings import WATCHED_TABLES, BreakGlassAccounts, SettingsError, parse_break_glass
 
 INGEST_BATCH = 5_000
 
@@ -94,7 +94,13 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
         window = Window(
             start=ingested_at - timedelta(minutes=1), end=now, earliest_time=datetime(1970, 1, 1, tzinfo=UTC)
         )
-        context = Context(break_glass=accounts)
+        # An export has no ingestion history and no "now" of its own: source-silent's silence part and
+        # break-glass-weak-method's drill part do not apply to it (README, Offline replay).
+        context = Context(
+            break_glass=accounts,
+            drill_check_due=False,
+            silence_hours=tuple((table, 0) for table in WATCHED_TABLES),
+        )
         reader = LocalLogsReader(engine)
         runs = [run_detection(d, reader, window, context, now) for d in DETECTIONS]
         engine.stop()

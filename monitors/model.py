@@ -23,14 +23,21 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Principal:
-    """Who a finding is about. Object id when the log has one: UPNs can be renamed."""
+    """Who a finding is about. Object id when the log has one: UPNs can be renamed.
+
+    `episode` narrows a once-per-principal baseline to one episode of a condition (a drill
+    period, a silence that began at a given time): the key then names both, so the principal
+    alerts again in the next episode. Labels, waivers and history by person ignore it.
+    """
 
     user_id: str | None
     user_principal_name: str | None
+    episode: str | None = None
 
     @property
     def key(self) -> str:
-        return self.user_id or (self.user_principal_name or "").lower()
+        base = self.user_id or (self.user_principal_name or "").lower()
+        return f"{base}|{self.episode}" if self.episode else base
 
     @property
     def label(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from monitors import kql
 from monitors.adapters.log_analytics import LogsReader, QueryFailed, QueryIncomplete
-from monitors.detections.base import Context, Detection, RowError
+from monitors.detections.base import Context, Detection, RowError, drill_since
 from monitors.model import Finding
 from monitors.watermark import FUTURE_SKEW, Window
 
@@ -43,7 +43,22 @@ def query_values(window: Window, context: Context) -> dict[str, object]:
         "WatermarkEnd": window.end,
         "BreakGlassObjectIds": sorted(context.break_glass.object_ids),
         "BreakGlassUpns": sorted(context.break_glass.upns),
+        # --- break-glass-weak-method and source-silent (issue 8)
+        "DrillDays": context.drill_days,
+        "DrillSince": drill_since(window, context),
+        **{f"Silence{table}Hours": hours for table, hours in context.silence_hours},
     }
+
+
+def query_start(detection: Detection, values: Mapping[str, object], window: Window) -> datetime:
+    """The timespan's start: the window's, or earlier when a declared time reaches further back.
+
+    The service applies the timespan to TimeGenerated before the query runs, so a lookback
+    (the break-glass drill) must widen it or it would silently see nothing.
+    """
+    declared = kql.parameters(detection.query)
+    times = [v for name, v in values.items() if name in declared and isinstance(v, datetime)]
+    return min([window.earliest_time, *times])
 
 
 def render_query(detection: Detection, values: Mapping[str, object]) -> str:
@@ -103,9 +118,11 @@ def _fetch(
     split_at_rows: int,
 ) -> list[Any]:
     """The window's rows; a result that is partial or near the row limit is split by ingestion time."""
-    query = render_query(detection, query_values(window, context))
+    values = query_values(window, context)
+    query = render_query(detection, values)
     try:
-        rows = logs.query(query, start=window.earliest_time, end=max(now, window.end) + FUTURE_SKEW)
+        start = query_start(detection, values, window)
+        rows = logs.query(query, start=start, end=max(now, window.end) + FUTURE_SKEW)
         if len(rows) < split_at_rows:
             return rows
         reason = f"{len(rows)} rows"

@@ -66,6 +66,14 @@ class BreakGlassAccounts:
         return bool(self.object_ids or self.upns)
 
 
+# The tables the monitor reads, and how long each may stay silent before source-silent says the
+# monitor is blind. Entra sign-ins land in about 2 min (P99 5), the Activity Log in 3-20 min;
+# a busy tenant writes to each every few minutes, a quiet one may not write to ARM for hours.
+WATCHED_TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity")
+DEFAULT_SILENCE_HOURS = (("SigninLogs", 2), ("AADNonInteractiveUserSignInLogs", 2), ("AzureActivity", 6))
+MAX_SILENCE_HOURS = 24  # below the late-arrival lookback (48 h at least), so the last row stays in view
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     workspace_id: str
@@ -85,6 +93,9 @@ class Settings:
     waiver_max_days: int = 180
     waiver_reminder_days: int = 7
     disabled_detections: frozenset[str] = frozenset()
+    break_glass_drill_days: int = 90
+    source_silence_hours: tuple[tuple[str, int], ...] = DEFAULT_SILENCE_HOURS  # 0: not watched
+    source_silent_failed_ticks: int = 3
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -123,6 +134,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         waiver_max_days=read("WAIVER_MAX_DAYS", _waiver_max_days, 180),
         waiver_reminder_days=read("WAIVER_REMINDER_DAYS", _waiver_reminder_days, 7),
         disabled_detections=read("DISABLED_DETECTIONS", _detection_ids, frozenset()),
+        break_glass_drill_days=read("BREAK_GLASS_DRILL_DAYS", _drill_days, 90),
+        source_silence_hours=read("SOURCE_SILENCE_HOURS", parse_silence_hours, DEFAULT_SILENCE_HOURS),
+        source_silent_failed_ticks=read("SOURCE_SILENT_FAILED_TICKS", _failed_ticks, 3),
     )
     if problems:
         raise SettingsError(problems)
@@ -256,6 +270,44 @@ def _waiver_reminder_days(raw: str) -> int:
     return _whole_days(raw, 0, 60, "days before a waiver ends that Teams is reminded; 0 for never")
 
 
+def _drill_days(raw: str) -> int:
+    return _whole_days(raw, 7, 365, "how long a break-glass account may go without a successful sign-in")
+
+
+def parse_silence_hours(raw: str) -> tuple[tuple[str, int], ...]:
+    """`Table=hours` pairs separated by commas; tables left out keep their default, 0 stops watching one."""
+    hours = dict(DEFAULT_SILENCE_HOURS)
+    for item in (i.strip() for i in re.split(r"[,;]+", raw)):
+        if not item:
+            continue
+        table, equals, value = item.partition("=")
+        if not equals:
+            raise ValueError(f"has {item[:80]!r}; write Table=hours, e.g. AzureActivity=6")
+        known = {t.lower(): t for t in WATCHED_TABLES}
+        if table.strip().lower() not in known:
+            raise ValueError(f"names {table.strip()[:60]!r}; watched tables are {', '.join(WATCHED_TABLES)}")
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"has {item[:80]!r}; write Table=hours, e.g. AzureActivity=6") from None
+        if not 0 <= number <= MAX_SILENCE_HOURS:
+            raise ValueError(
+                f"has {item[:80]!r}; hours must be between 0 (not watched) and {MAX_SILENCE_HOURS}"
+            )
+        hours[known[table.strip().lower()]] = number
+    return tuple((t, hours[t]) for t in WATCHED_TABLES)
+
+
+def _failed_ticks(raw: str) -> int:
+    try:
+        ticks = int(raw)
+    except ValueError:
+        raise ValueError(f"is {raw!r}, not a whole number of ticks") from None
+    if not 1 <= ticks <= 288:
+        raise ValueError(f"is {ticks}; it must be between 1 and 288 (a day of 5-minute ticks)")
+    return ticks
+
+
 # Break-glass use must never go unnoticed: no setting can switch it off (nor can a waiver).
 ALWAYS_ON_DETECTIONS = frozenset({"break-glass-use"})
 
@@ -296,4 +348,10 @@ _HINTS = {
     "WAIVER_MAX_DAYS": "Leave unset for 180.",
     "WAIVER_REMINDER_DAYS": "Leave unset for 7; 0 turns expiry reminders off.",
     "DISABLED_DETECTIONS": "Leave unset to run every detection, or list detection ids separated by commas.",
+    "BREAK_GLASS_DRILL_DAYS": "Leave unset for 90: the longest an emergency account may go untested.",
+    "SOURCE_SILENCE_HOURS": (
+        "Leave unset for SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6; "
+        "0 stops watching a table (e.g. one the tenant does not export)."
+    ),
+    "SOURCE_SILENT_FAILED_TICKS": "Leave unset for 3 (ticks failing in a row before it says it is blind).",
 }

@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from monitors import alerts, cards, watermark
+from monitors import alerts, blindness, cards, watermark
 from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StateStore
 from monitors.adapters.teams import PostResult, TeamsPoster
-from monitors.detections.base import Context, Detection
+from monitors.detections.base import Detection, detection_context
 from monitors.lease import Lease, LeaseLost
 from monitors.model import Alert, Finding
 from monitors.pipeline import run_detection
@@ -96,7 +96,8 @@ def _run_steps(
     services: Services, detections: Sequence[Detection], now: datetime, report: TickReport, lease: Lease
 ) -> None:
     state = AlertState(services.store)
-    late = timedelta(hours=services.settings.late_arrival_hours)
+    settings = services.settings
+    late = timedelta(hours=settings.late_arrival_hours)
 
     started = time.perf_counter()
     report.recovered = _recover(state, detections, now, late)
@@ -104,6 +105,14 @@ def _run_steps(
     for detection in detections:
         lease.keep()
         _detect(services, state, detection, now, late, latest, report)
+    # --- source-silent (issue 8): queries failing tick after tick are an alert of their own
+    blind = blindness.watch_queries(
+        services.store, state, settings, detections, report.query_errors, now,
+        lambda alert: _targets(alert, settings.webhooks),
+    )  # fmt: skip
+    report.alerts_stored += len(blind)
+    report.new_alerts += blind
+    # --- end source-silent
     report.durations_s["detect"] = round(time.perf_counter() - started, 3)
 
     lease.keep()
@@ -137,7 +146,7 @@ def _detect(
     settings = services.settings
     mark = watermark.read(services.store, settings.workspace_id, detection.id)
     window = watermark.next_window(mark.ingested_up_to, now, late, latest_ingested)
-    context = Context(break_glass=settings.break_glass)
+    context = detection_context(settings)
     try:
         run = run_detection(detection, services.logs, window, context, now, memory=state)
     except QueryFailed as error:

@@ -8,7 +8,8 @@ would receive the detection's alerts get one reminder WAIVER_REMINDER_DAYS befor
 ends the account's next finding alerts again.
 
 Rules, enforced when a waiver is added:
-- break-glass-use can never be waived: every use of an emergency-access account must be seen.
+- break-glass-use can never be waived: every use of an emergency-access account must be seen;
+  nor can break-glass-weak-method (the account must work) or source-silent (blindness).
 - the principal is an object id (GUID, stored lower-case) or a UPN (stored lower-case);
 - owner, approver, reason and who records it are required, bounded, one line each;
 - the approver is not the person who records it (four eyes; names compared case-insensitively);
@@ -49,6 +50,14 @@ NEVER_WAIVED = {
     "break-glass-use": (
         "break-glass-use can never be waived: every use of an emergency-access account must alert, "
         "a planned drill included. Acknowledge the alert with the drill's or incident's reference instead."
+    ),
+    "break-glass-weak-method": (
+        "break-glass-weak-method can never be waived: an emergency-access account must work when it is "
+        "needed. Fix its methods or run the drill; acknowledge the alert with the change's reference."
+    ),
+    "source-silent": (
+        "source-silent can never be waived: a blind monitor must say so. Set a table's hours to 0 in "
+        "SOURCE_SILENCE_HOURS if it is not exported on purpose, or switch the detection off."
     ),
 }
 MAX_NAME_CHARS = 128  # owner, approver, who recorded or revoked

@@ -30,6 +30,9 @@ param historyAuth string
 param waiverMaxDays int
 param waiverReminderDays int
 param disabledDetections string
+param breakGlassDrillDays int
+param sourceSilenceHours string
+param sourceSilentFailedTicks int
 
 var storageSuffix = environment().suffixes.storage
 
@@ -150,6 +153,9 @@ var baseSettings = {
   WAIVER_MAX_DAYS: string(waiverMaxDays)
   WAIVER_REMINDER_DAYS: string(waiverReminderDays)
   DISABLED_DETECTIONS: disabledDetections
+  BREAK_GLASS_DRILL_DAYS: string(breakGlassDrillDays)
+  SOURCE_SILENCE_HOURS: sourceSilenceHours
+  SOURCE_SILENT_FAILED_TICKS: string(sourceSilentFailedTicks)
   // Portal links in cards must point at the cloud the resources live in.
   AZURE_PORTAL_URL: environment().portal
 }

@@ -2,10 +2,23 @@
 
 from collections.abc import Collection
 
-from monitors.detections import break_glass_use, user_arm_write
+from monitors.detections import (
+    break_glass_use,
+    break_glass_weak_method,
+    source_silent,
+    user_arm_write,
+    user_service_account,
+)
 from monitors.detections.base import Detection
 
-DETECTIONS: tuple[Detection, ...] = (user_arm_write.DETECTION, break_glass_use.DETECTION)
+DETECTIONS: tuple[Detection, ...] = (
+    user_arm_write.DETECTION,
+    break_glass_use.DETECTION,
+    # --- issue 8, branch det2
+    source_silent.DETECTION,
+    break_glass_weak_method.DETECTION,
+    user_service_account.DETECTION,
+)
 
 
 def enabled(disabled: Collection[str]) -> tuple[Detection, ...]:

@@ -12,12 +12,13 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from monitors.model import Finding, Severity
-from monitors.settings import BreakGlassAccounts
+from monitors.settings import DEFAULT_SILENCE_HOURS, BreakGlassAccounts, Settings
+from monitors.watermark import Window
 
 Row = Mapping[str, Any]
 MAX_TEXT = 512  # log fields are attacker-influenced (user agents, names): bound what we keep
@@ -34,6 +35,32 @@ class Context:
     break_glass: BreakGlassAccounts = field(default_factory=BreakGlassAccounts)
     known_principals: frozenset[str] = frozenset()  # principals that already alerted (dedupe="principal")
     seen_event_ids: frozenset[str] = frozenset()  # events that already alerted (dedupe="event")
+    drill_days: int = 90  # break-glass-weak-method: longest an emergency account may go untested
+    # None: the drill lookback runs once a day (see drill_since); True/False force it (cases, replay).
+    drill_check_due: bool | None = None
+    silence_hours: tuple[tuple[str, int], ...] = DEFAULT_SILENCE_HOURS  # source-silent; 0: not watched
+
+
+def detection_context(settings: Settings) -> Context:
+    """The context a tick gives every detection, from the validated settings."""
+    return Context(
+        break_glass=settings.break_glass,
+        drill_days=settings.break_glass_drill_days,
+        silence_hours=settings.source_silence_hours,
+    )
+
+
+def drill_since(window: Window, context: Context) -> datetime:
+    """Start of the break-glass drill lookback: `drill_days` back, once a day; else the window's end.
+
+    The lookback reads weeks of sign-ins, so it runs only in the window that crosses a UTC
+    midnight: windows follow each other without gaps, so exactly one a day does (a failed one is
+    retried with the same window). An empty range (start = end) makes the query skip the part.
+    """
+    due = context.drill_check_due
+    if due is None:
+        due = window.start.date() != window.end.date()
+    return window.end - timedelta(days=context.drill_days) if due else window.end
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from monitors.detections.auth_methods import account_key, methods, strength
 from monitors.detections.base import (
     Case,
     Context,
@@ -32,11 +33,6 @@ from monitors.model import EventLine, Finding, Principal, Severity
 from monitors.settings import BreakGlassAccounts
 
 ID = "break-glass-use"
-
-# Phishing-resistant methods Microsoft recommends for emergency access.
-STRONG_METHODS = ("fido2", "passkey", "certificate", "x.509", "windows hello")
-# A step satisfied by a claim in an earlier token says nothing about the method itself.
-NEUTRAL_METHODS = ("previously satisfied",)
 
 RUNBOOK = (
     "Call the account's owners now and confirm who is using it and why. An emergency with a "
@@ -74,7 +70,7 @@ class BreakGlassEvent:
 
     @property
     def weak_method(self) -> bool:
-        return any(_strength(m) == "weak" for m in self.methods)
+        return any(strength(m) == "weak" for m in self.methods)
 
 
 SOURCES = {
@@ -110,7 +106,7 @@ def parse(row: Row) -> BreakGlassEvent:
         location=(text(row, "Location", limit=128) or "").strip(", ") or None,
         succeeded=succeeded,
         result=result,
-        methods=_methods(text(row, "AuthenticationDetails", limit=20_000)),
+        methods=methods(text(row, "AuthenticationDetails", limit=20_000)),
         operation=text(row, "Operation", limit=200),
         user_agent=text(row, "UserAgent", limit=256),
     )
@@ -119,39 +115,6 @@ def parse(row: Row) -> BreakGlassEvent:
 def _app(source: str, app: str | None) -> str | None:
     # Activity Log rows carry the client's app id, not its name.
     return client_app_name(app) if source == "AzureActivity" and app else app
-
-
-def _methods(details: str | None) -> tuple[str, ...]:
-    """Methods of the authentication steps; malformed details cost the event its methods, not the event."""
-    if not details:
-        return ()
-    try:
-        steps = json.loads(details)
-    except ValueError:
-        return ("unreadable authentication details",)
-    if not isinstance(steps, list):
-        return ()
-    methods = [str(s.get("authenticationMethod"))[:64] for s in steps if isinstance(s, dict)]
-    return tuple(dict.fromkeys(m for m in methods if m and m != "None"))
-
-
-def _strength(method: str) -> str:
-    lowered = method.lower()
-    if any(s in lowered for s in STRONG_METHODS):
-        return "strong"
-    if any(s in lowered for s in NEUTRAL_METHODS):
-        return "neutral"
-    return "weak"
-
-
-def account_key(principal: Principal, accounts: BreakGlassAccounts) -> str | None:
-    """The configured account an event belongs to: object id first (UPNs can be renamed)."""
-    if principal.user_id and principal.user_id in accounts.object_ids:
-        return principal.user_id
-    upn = (principal.user_principal_name or "").lower()
-    if upn in accounts.upns:
-        return upn
-    return None
 
 
 def evaluate(events: Sequence[BreakGlassEvent], context: Context) -> list[Finding]:
@@ -206,7 +169,7 @@ def _line(event: BreakGlassEvent) -> EventLine:
         ("Location", event.location or "unknown"),
     ]
     if event.methods:
-        marks = [f"{m} (weak)" if _strength(m) == "weak" else m for m in event.methods]
+        marks = [f"{m} (weak)" if strength(m) == "weak" else m for m in event.methods]
         fields.append(("Method", ", ".join(marks)))
     return EventLine(
         event_id=event.event_id,

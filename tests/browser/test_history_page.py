@@ -25,6 +25,7 @@ from azure.functions.timer import TimerRequest
 from devstack.functions_host import FunctionsHost
 from devstack.stack import Devstack
 from monitors.detections.break_glass_use import BG_ID, BG_UPN, PASSWORD, sign_in_row
+from monitors.detections.break_glass_weak_method import drill_row
 from monitors.detections.user_arm_write import arm_row
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +58,9 @@ def site(devstack: Devstack, app_env: dict[str, str], monkeypatch: pytest.Monkey
         "LocationDetails": {"city": f"{IMG} {MD_LINK}", "countryOrRegion": XSS},
         "_IngestionTime": ingested,
     }
-    devstack.log_analytics.ingest("SigninLogs", [hostile])
+    # The account passed its drill 12 days ago, so the page holds just the three alerts above.
+    drill = drill_row("drill-1", BG_ID, BG_UPN, now - timedelta(days=12))
+    devstack.log_analytics.ingest("SigninLogs", [hostile, drill])
     devstack.log_analytics.ingest(
         "AzureActivity",
         [

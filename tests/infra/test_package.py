@@ -91,6 +91,9 @@ DEPLOYED_SETTINGS = {
     "WAIVER_MAX_DAYS": "180",
     "WAIVER_REMINDER_DAYS": "7",
     "DISABLED_DETECTIONS": "",
+    "BREAK_GLASS_DRILL_DAYS": "90",
+    "SOURCE_SILENCE_HOURS": "SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6",
+    "SOURCE_SILENT_FAILED_TICKS": "3",
     "AZURE_PORTAL_URL": "https://portal.azure.com",
 }
 

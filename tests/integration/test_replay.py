@@ -98,3 +98,20 @@ def test_bad_input_exits_non_zero_naming_the_file(tmp_path: Path, make, expected
     assert result.returncode != 0
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_issue_8_detections_show_in_replay_under_their_own_ids(logdir: Path) -> None:
+    """A password that worked for a break-glass account is break-glass-weak-method; the drill part
+    and source-silent's silence part do not run on an export (README, Offline replay)."""
+    text = (logdir / "SigninLogs.csv").read_text(encoding="utf-8-sig")
+    weak = text.replace(
+        '""authenticationMethod"": ""Previously satisfied""', '""authenticationMethod"": ""Password""', 1
+    )
+    assert weak != text
+    (logdir / "SigninLogs.csv").write_text(weak, encoding="utf-8")
+    result = replay(str(logdir), "--format", "json", "--break-glass", ADELE_ID)
+    assert result.returncode == 0, result.stderr
+    alerts = {a["detection"]: a for a in json.loads(result.stdout)}
+    assert set(alerts) == {"user-arm-write", "break-glass-use", "break-glass-weak-method"}
+    assert alerts["break-glass-weak-method"]["facts"]["Weak methods that worked"] == "Password"
+    assert alerts["break-glass-weak-method"]["user_id"] == ADELE_ID

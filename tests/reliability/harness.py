@@ -28,6 +28,7 @@ from monitors.adapters.table_store import unpack
 from monitors.bootstrap import build_services, tick
 from monitors.detections import DETECTIONS
 from monitors.detections.break_glass_use import BG_ID, BG_UPN, FIDO2, PASSWORD, sign_in_row
+from monitors.detections.break_glass_weak_method import drill_row
 from monitors.detections.user_arm_write import AMR, OID, UPN, arm_row
 from monitors.settings import load_settings
 from monitors.tick import Services, TickReport
@@ -36,9 +37,11 @@ BG2_UPN = "bg-admin2@contoso.onmicrosoft.com"  # configured by UPN, signs in wit
 ADELE = ("9b117c67-170e-4aed-9702-658b3fddc889", "AdeleV@contoso.com")
 SVC = ("5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "svc-deploy@contoso.com")
 CLI = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
-TICK = timedelta(minutes=5)
+TICK = timedelta(minutes=5)  # the schedule the simulated clock follows
 M = timedelta(minutes=1)
-ORDINARY_USER = "0d4c5a1e-8f3b-4b6a-9c2d-7e1f0a9b8c7d"  # the schedule the simulated clock follows
+ORDINARY_USER = "0d4c5a1e-8f3b-4b6a-9c2d-7e1f0a9b8c7d"
+# Detections whose alerts the scenarios do not predict; they may alert at most once per episode.
+EPISODE_DETECTIONS = frozenset({"source-silent", "break-glass-weak-method"})
 _ALERT_ID = re.compile(r"alert (\d{13}-[0-9a-f]{12})")
 _prefixes = itertools.count(1)
 
@@ -107,6 +110,13 @@ class World:
             **settings,
         )
         self.settings = load_settings(self.env)
+        # Both emergency accounts passed their drill 12 days ago (not counted as scenario rows): the
+        # scenarios are about delivery, so no drill-overdue alert (break-glass-weak-method) joins in.
+        drilled = datetime.now(UTC) - timedelta(days=12)
+        devstack.log_analytics.ingest(
+            "SigninLogs",
+            [drill_row("drill-bg1", BG_ID, BG_UPN, drilled), drill_row("drill-bg2", "", BG2_UPN, drilled)],
+        )
         self.services = build_services(self.settings)
         self.figures = Figures(scenario=name, group=group)
         self.bg_events: dict[str, datetime] = {}  # event id -> ingestion time
@@ -273,6 +283,10 @@ class World:
             payload = row["payload"]
             if row["Detection"] == "break-glass-use":
                 items = [e for e in payload["event_ids"] if e in self.bg_events]
+            elif row["Detection"] in EPISODE_DETECTIONS:
+                # Not modelled per scenario (a drill overdue, a silence, failing queries), but
+                # each episode must alert once: a second alert for one counts as a duplicate.
+                items = [row["PrincipalKey"]]
             else:
                 items = [row["PrincipalKey"]] if row["PrincipalKey"] in self.users else []
             unexpected += not items

@@ -56,6 +56,13 @@ def test_valid_settings_are_typed() -> None:
         ("WAIVER_REMINDER_DAYS", "-1", "between 0 and 60"),
         ("DISABLED_DETECTIONS", "user-arm-write,typo-write", "DISABLED_DETECTIONS names 'typo-write'"),
         ("DISABLED_DETECTIONS", "Break-Glass-Use", "break-glass-use, which cannot be switched off"),
+        ("BREAK_GLASS_DRILL_DAYS", "3", "BREAK_GLASS_DRILL_DAYS is 3; it must be between 7 and 365"),
+        ("BREAK_GLASS_DRILL_DAYS", "quarterly", "not a whole number of days"),
+        ("SOURCE_SILENCE_HOURS", "SignInLog=2", "SOURCE_SILENCE_HOURS names 'SignInLog'; watched tables are"),
+        ("SOURCE_SILENCE_HOURS", "AzureActivity=25", "hours must be between 0 (not watched) and 24"),
+        ("SOURCE_SILENCE_HOURS", "AzureActivity:6", "write Table=hours"),
+        ("SOURCE_SILENT_FAILED_TICKS", "0", "SOURCE_SILENT_FAILED_TICKS is 0; it must be between 1 and 288"),
+        ("SOURCE_SILENT_FAILED_TICKS", "three", "not a whole number of ticks"),
     ],
 )
 def test_each_bad_setting_is_named_with_a_fix(name: str, value: str | None, expected: str) -> None:
@@ -129,8 +136,15 @@ def test_waiver_limits_default_and_can_be_set() -> None:
     assert (custom.waiver_max_days, custom.waiver_reminder_days) == (90, 0)
 
 
-@pytest.mark.parametrize(("raw", "mode"), [("easy-auth", "easy-auth"), ("Easy-Auth", "easy-auth"),
-                                          ("function-key", "function-key"), ("", "function-key")])
+@pytest.mark.parametrize(
+    ("raw", "mode"),
+    [
+        ("easy-auth", "easy-auth"),
+        ("Easy-Auth", "easy-auth"),
+        ("function-key", "function-key"),
+        ("", "function-key"),
+    ],
+)
 def test_history_auth_selects_who_is_trusted(raw: str, mode: str) -> None:
     # Only "easy-auth" makes the app trust X-MS-CLIENT-PRINCIPAL-NAME (docs/oncall.md).
     assert load_settings({**VALID, "HISTORY_AUTH": raw}).history_auth == mode
@@ -145,3 +159,39 @@ def test_detections_are_switched_off_by_id() -> None:
     running = [d.id for d in enabled(settings.disabled_detections)]
     assert running == [d.id for d in DETECTIONS if d.id != "user-arm-write"]
     assert "break-glass-use" in running
+
+
+def test_blindness_settings_default_and_parse() -> None:
+    settings = load_settings(VALID)
+    assert settings.break_glass_drill_days == 90
+    assert dict(settings.source_silence_hours) == {
+        "SigninLogs": 2,
+        "AADNonInteractiveUserSignInLogs": 2,
+        "AzureActivity": 6,
+    }
+    assert settings.source_silent_failed_ticks == 3
+    tuned = load_settings(
+        {
+            **VALID,
+            "BREAK_GLASS_DRILL_DAYS": "30",
+            "SOURCE_SILENCE_HOURS": "azureactivity=12; AADNonInteractiveUserSignInLogs=0",
+            "SOURCE_SILENT_FAILED_TICKS": "6",
+        }
+    )
+    assert tuned.break_glass_drill_days == 30
+    # Tables left out keep their default; 0 means the table is not watched.
+    assert dict(tuned.source_silence_hours) == {
+        "SigninLogs": 2,
+        "AADNonInteractiveUserSignInLogs": 0,
+        "AzureActivity": 12,
+    }
+    assert tuned.source_silent_failed_ticks == 6
+
+
+def test_the_issue_8_detections_can_each_be_switched_off() -> None:
+    from monitors.detections import enabled
+
+    new = ("source-silent", "break-glass-weak-method", "user-service-account")
+    settings = load_settings({**VALID, "DISABLED_DETECTIONS": ",".join(new)})
+    assert settings.disabled_detections == set(new)
+    assert [d.id for d in enabled(settings.disabled_detections)] == ["user-arm-write", "break-glass-use"]

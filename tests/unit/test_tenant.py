@@ -23,10 +23,12 @@ from devstack.tenant import (
     ACTIVITY,
     ARM,
     BREAK_GLASS_USE,
+    BREAK_GLASS_WEAK_METHOD,
     KINDS,
     NONINTERACTIVE,
     SIGNIN,
     SITE_WRITE,
+    SOURCE_SILENT,
     TABLES,
     USER_ARM_WRITE,
     Principal,
@@ -139,7 +141,8 @@ def test_another_seed_gives_another_tenant(tmp_path: Path) -> None:
 def test_principals_depend_on_seed_and_user_count_not_on_the_window(tmp_path: Path) -> None:
     one = generate(tmp_path / "one", users=20, days=1, seed=3, start=START)
     three = generate(tmp_path / "three", users=20, days=3, seed=3, start=START + timedelta(days=7))
-    assert one.principals == three.principals == population(20, 3)
+    extra = tenant.det2_principals(3, tenant.TENANT)  # the never-drilled break-glass account
+    assert one.principals == three.principals == population(20, 3) + extra
     assert population(20, 3) != population(20, 4)
 
 
@@ -279,15 +282,16 @@ def test_rows_stay_inside_the_window(rows: Rows, generated: tuple[Path, tenant.M
 # --------------------------------------------------------------------------- the population
 
 
-def test_manifest_lists_every_kind_and_two_break_glass_accounts(manifest: dict[str, Any]) -> None:
+def test_manifest_lists_every_kind_and_three_break_glass_accounts(manifest: dict[str, Any]) -> None:
+    """Two in use, and a third nobody has signed in to (its drill is overdue)."""
     kinds = Counter(p["kind"] for p in manifest["principals"])
     assert set(kinds) == set(KINDS)
-    assert kinds["break-glass"] == 2
+    assert kinds["break-glass"] == 3
     ids = [p["object_id"] for p in manifest["principals"]]
     assert len(ids) == len(set(ids))
     assert all(GUID.match(i) for i in ids)
     accounts = manifest["break_glass"]
-    assert len(accounts) == 2
+    assert len(accounts) == 3
     assert {a["object_id"] for a in accounts} == {
         p["object_id"] for p in manifest["principals"] if p["kind"] == "break-glass"
     }
@@ -314,7 +318,7 @@ def test_guests_come_from_another_tenant(rows: Rows, manifest: dict[str, Any]) -
 
 
 def test_break_glass_rows_in_both_sign_in_tables_with_failures(rows: Rows, manifest: dict[str, Any]) -> None:
-    bg1, bg2 = (a["object_id"] for a in manifest["break_glass"])
+    bg1, bg2, dormant = (a["object_id"] for a in manifest["break_glass"])
     for table in (SIGNIN, NONINTERACTIVE):
         mine = [r for r in rows[table] if r["UserId"] in (bg1, bg2)]
         assert mine, table
@@ -331,7 +335,9 @@ def test_break_glass_rows_in_both_sign_in_tables_with_failures(rows: Rows, manif
     assert [r for r in administrative(rows) if r["Caller"] == bg1_upn]
     expected = {p["object_id"]: p["expected"] for p in manifest["principals"]}
     assert expected[bg1] == [BREAK_GLASS_USE, USER_ARM_WRITE]
-    assert expected[bg2] == [BREAK_GLASS_USE]
+    assert expected[bg2] == [BREAK_GLASS_USE, BREAK_GLASS_WEAK_METHOD]  # password + SMS worked
+    assert expected[dormant] == [BREAK_GLASS_WEAK_METHOD]  # no rows at all: the drill is overdue
+    assert not [r for table in rows.values() for r in table if r.get("UserId") == dormant]
 
 
 def test_workload_writes_are_apps_with_guid_callers(rows: Rows, manifest: dict[str, Any]) -> None:
@@ -412,9 +418,32 @@ def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) 
         if row["Caller"] in users:
             truth[users[row["Caller"]]["object_id"]].add(USER_ARM_WRITE)
     break_glass = {a["object_id"] for a in manifest["break_glass"]}
+    drilled = set()
     for row in rows[SIGNIN] + rows[NONINTERACTIVE]:
         if row["UserId"] in break_glass:
             truth[row["UserId"]].add(BREAK_GLASS_USE)
+            steps = json.loads(row["AuthenticationDetails"])
+            if any(
+                s["succeeded"] and s["authenticationMethod"] in ("Password", "Text message") for s in steps
+            ):
+                truth[row["UserId"]].add(BREAK_GLASS_WEAK_METHOD)
+            if row["Type"] == SIGNIN and row["ResultType"] == "0":
+                drilled.add(row["UserId"])
+    for account in break_glass - drilled:
+        truth[account].add(BREAK_GLASS_WEAK_METHOD)
+    for row in rows[ACTIVITY]:
+        if row["OperationNameValue"].lower() == "microsoft.insights/diagnosticsettings/delete":
+            truth[users[row["Caller"]]["object_id"]].add(SOURCE_SILENT)
+    automation = {
+        p["object_id"]
+        for p in manifest["principals"]
+        if p["kind"] == "service-account" or p["tool"] == tenant.POWER_AUTOMATE_TOOL
+    }
+    targets = {ARM.resource_id, *tenant.POWER_PLATFORM_RESOURCES}
+    for row in rows[SIGNIN] + rows[NONINTERACTIVE]:
+        password_right = row["ResultType"] in ("0", "50072", "50074", "50076", "50079", "500121", "53003")
+        if row["UserId"] in automation and row["ResourceIdentity"] in targets and password_right:
+            truth[row["UserId"]].add(tenant.USER_SERVICE_ACCOUNT)
     for p in manifest["principals"]:
         assert set(p["expected"]) == truth.get(p["object_id"], set()), p
     writers = {p["kind"] for p in manifest["principals"] if USER_ARM_WRITE in p["expected"]}
@@ -555,5 +584,8 @@ def test_cli_at_scale_writes_what_the_manifest_says(tmp_path: Path) -> None:
             assert sum(1 for _ in f) == manifest["rows"][table], table
     assert sum(manifest["rows"].values()) > 10_000
     assert json.loads(accounts.read_text(encoding="utf-8")) == manifest["break_glass"]
-    assert sum(p["kind"] in tenant.USER_KINDS for p in manifest["principals"]) == 2000
+    users = [p for p in manifest["principals"] if p["kind"] in tenant.USER_KINDS]
+    # --users of them, plus the scripted owner of Power Automate connections (user-service-account).
+    assert len(users) == 2000 + 1
+    assert [p["tool"] for p in users].count(tenant.POWER_AUTOMATE_TOOL) == 1
     assert not list(out.glob(".parts-*"))  # worker part files are cleaned up

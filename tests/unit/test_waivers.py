@@ -101,7 +101,9 @@ def test_break_glass_refusal_comes_first_whatever_else_is_wrong() -> None:
 
 
 def test_unknown_detection_names_the_waivable_ones() -> None:
-    assert refused(detection="user-arm-wrte") == "unknown detection 'user-arm-wrte'; waivable: user-arm-write"
+    assert refused(detection="user-arm-wrte") == (
+        "unknown detection 'user-arm-wrte'; waivable: user-arm-write, user-service-account"
+    )
     with pytest.raises(WaiverRefused):
         check_detection("user-arm-write", known=[])  # a detection switched off cannot be waived
 
