@@ -142,8 +142,8 @@ def test_persistent_partial_result_gives_up_without_moving_the_watermark(
     first = world.tick(now)
     devstack.log_analytics.clear_faults()
     assert first is not None
-    assert len(first.query_errors) == 2
-    assert world.watermarks[-1] == {"user-arm-write": None, "break-glass-use": None}
+    assert len(first.query_errors) == len(DETECTIONS)
+    assert world.watermarks[-1] == {d.id: None for d in DETECTIONS}
     assert devstack.log_analytics.query_count < 100  # halving stops at a 1 s window
     world.tick(now + TICK)
     record(world)
