@@ -69,8 +69,9 @@ def test_table_format_is_readable(logdir: Path) -> None:
 
 def test_a_malformed_row_is_skipped_and_counted(logdir: Path) -> None:
     text = (logdir / "AzureActivity.csv").read_text(encoding="utf-8-sig")
-    # Break the TimeGenerated of the first data row (the portal's datetime format).
-    broken = text.replace("4/28/2021, 2:44:55.615 PM", "not a time", 1)
+    # Break the TimeGenerated of the first data row (the portal's datetime format). The value
+    # is its EventSubmissionTimestamp too, which comes first; replay does not read that column.
+    broken = text.replace("4/28/2021, 2:44:55.615 PM", "not a time", 2)
     assert broken != text
     (logdir / "AzureActivity.csv").write_text(broken, encoding="utf-8")
     result = replay(str(logdir), "--format", "json")
@@ -98,3 +99,38 @@ def test_bad_input_exits_non_zero_naming_the_file(tmp_path: Path, make, expected
     assert result.returncode != 0
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_reading_only_the_columns_the_queries_name_changes_no_finding(logdir: Path, tmp_path: Path) -> None:
+    """Replay stores only the columns some detection's KQL names; every column gives the same findings."""
+    from datetime import UTC, datetime, timedelta
+
+    from devstack.local_reader import LocalLogsReader
+    from devstack.loganalytics import LogAnalyticsServer
+    from monitors import exports
+    from monitors.cli import _columns_read
+    from monitors.detections import DETECTIONS
+    from monitors.detections.base import Context
+    from monitors.pipeline import run_detection
+    from monitors.settings import parse_break_glass
+    from monitors.watermark import Window
+
+    now = datetime.now(UTC)
+    window = Window(start=now - timedelta(hours=1), end=now, earliest_time=datetime(1970, 1, 1, tzinfo=UTC))
+    context = Context(break_glass=parse_break_glass(ADELE_UPN))
+
+    def findings(pruned: bool) -> list[object]:
+        engine = LogAnalyticsServer("replay", state_dir=tmp_path / str(pruned))
+        for table, path in exports.discover(logdir).files.items():
+            columns = _columns_read(table) if pruned else None
+            rows = exports.read_export(path, table, exports.ReadReport(), columns=columns)
+            engine.ingest(table, [{**row, "_IngestionTime": now - timedelta(minutes=10)} for row in rows])
+        reader = LocalLogsReader(engine)
+        try:
+            return [f for d in DETECTIONS for f in run_detection(d, reader, window, context, now).findings]
+        finally:
+            engine.stop()
+
+    everything = findings(pruned=False)
+    assert {f.detection for f in everything} == {"user-arm-write", "break-glass-use"}  # type: ignore[attr-defined]
+    assert findings(pruned=True) == everything
