@@ -352,9 +352,7 @@ class LogAnalyticsServer(HttpsService):
         public_key_pem: bytes | None = None,
         schema_path: Path | str = DEFAULT_SCHEMA_PATH,
         max_rows: int = DEFAULT_MAX_ROWS,
-        memory_limit: str | None = None,
     ) -> None:
-        """memory_limit: DuckDB's (e.g. "256MB"); beyond it rows spill to `state_dir/spill`."""
         self.workspace_id = workspace_id
         self.state_dir = Path(state_dir)
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -371,9 +369,6 @@ class LogAnalyticsServer(HttpsService):
         self.fault_log: list[str] = []  # the mode of every fault answered, oldest first
         self.query_count = 0  # query requests that reached the workspace (faulted or not)
         self._con = duckdb_kql.connect()
-        if memory_limit is not None:
-            self._con.execute("SET temp_directory = ?", [str(self.state_dir / "spill")])
-            self._con.execute("SET memory_limit = ?", [memory_limit])
         self._catalog = self._con.sql("SELECT current_database()").fetchall()[0][0]
         for table, columns in self.schema.items():
             defs = [f'"{name}" {SQL_TYPES[kql_type]}' for name, kql_type in columns.items()]

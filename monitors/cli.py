@@ -25,9 +25,6 @@ from monitors.detections.base import Context
 from monitors.settings import BreakGlassAccounts, SettingsError, parse_break_glass
 
 INGEST_BATCH = 5_000
-# The replay engine's memory; beyond it DuckDB spills to the scratch folder, so a replay's memory
-# does not grow with the size of the exports.
-REPLAY_ENGINE_MEMORY = "256MB"
 
 
 class ReplayError(Exception):
@@ -82,7 +79,7 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
     now = datetime.now(UTC)
     ingested_at = now - timedelta(minutes=10)
     with tempfile.TemporaryDirectory(prefix="replay-") as scratch:
-        engine = LogAnalyticsServer("replay", state_dir=Path(scratch), memory_limit=REPLAY_ENGINE_MEMORY)
+        engine = LogAnalyticsServer("replay", state_dir=Path(scratch))
         report = exports.ReadReport()
         for table, path in sorted(discovery.files.items()):
             progress = _Progress(path, err)
