@@ -199,7 +199,10 @@ def _targets(r: dict[str, Any]) -> list[str]:
                 f"{n((best.get('read_only') or {}).get('rows_per_cpu_s'))} per CPU-second | "
                 f"{verdict(rate >= REPLAY_TARGET, _by(rate, REPLAY_TARGET, 'rows/s'))} |"
             )
-        runs = sorted((x for x in r["replay"]["runs"] if not x["stopped_by_guard"]), key=lambda x: x["rows"])
+        runs = sorted(
+            (x for x in r["replay"]["runs"] if not x["stopped_by_guard"] and x["returncode"] == 0),
+            key=lambda x: x["rows"],
+        )
         peaks = ", ".join(f"{n(x['rows'])} rows → {mb(x['max_rss_mb'])}" for x in r["replay"]["runs"])
         flat = None
         if len(runs) >= 2:
@@ -301,7 +304,7 @@ def _ticks(r: dict[str, Any]) -> list[str]:
         line("query engine time (server, per request, summed)", "engine_query_s"),
         line("query API process CPU", "engine_cpu_s"),
         line("Azurite process CPU", "azurite_cpu_s"),
-        line("**function peak RSS** (process, wait4)", "max_rss_mb", mb),
+        line("**function peak RSS** (process VmHWM)", "max_rss_mb", mb),
         line("  RSS before the tick (imports, clients)", "rss_before_tick_mb", mb),
         line("Log Analytics requests", "la_requests", n),
         line("**rows returned by Log Analytics**", "la_rows", n),
@@ -514,6 +517,8 @@ def _replay(p: dict[str, Any]) -> list[str]:
                 f"{n(x.get('rows_per_s_while_reading'))} while reading; "
                 f"**stopped** at {stop['file_read']:.0%} read"
             )
+        elif x["returncode"] != 0:
+            rate = f"**failed** (exit {x['returncode']}, see replay.log)"
         else:
             rate = f"**{n(x.get('rows_per_s'))}**"
         alerts = f"{x.get('alerts', '–')} ({n(x.get('rows_in_alerts'))})" if "alerts" in x else "–"
