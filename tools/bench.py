@@ -1,14 +1,18 @@
 """`make bench`: the monitor at tenant scale, measured. A benchmark: it reports, it never fails on noise.
 
     .venv/bin/python tools/bench.py [--scales 10k,100k,1M] [--runs 3] [--skip PHASES] [--no-write]
+    .venv/bin/python tools/bench.py --quick      (10k and 100k, one run, 100k-row replay: ~8 min)
+
+`make bench BENCH_ARGS=--quick` passes flags through; BENCH_SCALES in the environment sets the
+default of --scales.
 
 Phases (all by default; `--skip naive,replay,...` leaves some out):
 
   ticks      per scale: generate (cached) and load a synthetic tenant into the local query API,
              then a cold tick (empty state) and per run a warm tick (same rows, state known)
   naive      per scale and run: the naive design (tools/bench/naive.py) on the same rows and state
-  whatif     per scale and run: the warm tick with the baseline read as one partition query
-             instead of a point read per principal (patched in the tick's process only)
+  whatif     per scale and run: the warm tick with the baseline check as it was before (one point
+             read per principal; patched in the tick's process only), to compare in the same run
   coldstart  `import function_app` and a fresh worker's first history response
   alert      time-to-alert: rows ingested while the timer runs every minute, until the card lands
   replay     `python -m monitors replay` over generated portal CSV exports (rows/s, peak RSS) + profile
@@ -41,7 +45,15 @@ PHASES = ("ticks", "naive", "whatif", "coldstart", "alert", "replay")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--scales", default="10k,100k,1M", help="sign-in rows per tick window (default: %(default)s)"
+        "--scales",
+        default=os.environ.get("BENCH_SCALES", "10k,100k,1M"),
+        help="sign-in rows per tick window (default: $BENCH_SCALES or %(default)s)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a look in minutes: 10k and 100k (unless --scales), one run, 3 alert samples, "
+        "a 100k-row replay; not the issue's full set of figures",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement; medians are reported")
     parser.add_argument(
@@ -69,6 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--no-write", action="store_true", help="print the report instead of writing it")
     args = parser.parse_args(argv)
+    if args.quick:
+        explicit = set(argv if argv is not None else sys.argv[1:])
+        if not any(a.startswith("--scales") for a in explicit) and "BENCH_SCALES" not in os.environ:
+            args.scales = "10k,100k"
+        if not any(a.startswith("--runs") for a in explicit):
+            args.runs = 1
+        if not any(a.startswith("--alert-samples") for a in explicit):
+            args.alert_samples = 3
+        if not any(a.startswith("--replay-sizes") for a in explicit):
+            args.replay_sizes = "100k"
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(PHASES)
     if unknown:

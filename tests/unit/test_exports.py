@@ -676,3 +676,67 @@ def test_text_that_stops_being_utf8_after_the_first_64_kib_is_an_error(tmp_path:
     rows = read_export(path, "AzureActivity", ReadReport())  # the first 64 KiB are fine
     with pytest.raises(ExportError, match=r"AzureActivity.csv: not UTF-8 text \(after row \d+\)"):
         list(rows)
+
+
+# --- the fast CSV path and its hand-over to the csv module
+
+
+def _awkward_rows(n: int) -> list[list[str]]:
+    """Quotes, commas and line breaks inside fields, and one field longer than a read chunk."""
+    rows = []
+    for i in range(n):
+        claims = json.dumps({AMR: "pwd", "note": f'say "hi", {i}\r\nand\nbye', "pad": "x" * (i * 997 % 3000)})
+        if i == 7:
+            claims = json.dumps({AMR: "pwd", "pad": "y" * 400_000})
+        rows.append([f"2026-11-20T08:{i % 60:02d}:00Z", f"id-{i}", ADELE, claims, "AzureActivity"])
+    return rows
+
+
+HEADER = ["TimeGenerated [UTC]", "EventDataId", "Caller", "Claims_d", "Type"]
+
+
+def test_the_fast_path_reads_what_the_csv_module_reads(tmp_path: Path) -> None:
+    rows = _awkward_rows(60)
+    path = write_csv(tmp_path / "AzureActivity.csv", HEADER, *rows)
+    read_rows, report = read(path, "AzureActivity")
+    assert report.rows_skipped == 0
+    with path.open(newline="", encoding="utf-8") as source:
+        expected = list(csv.reader(source))[1:]
+    assert [(r["EventDataId"], r["Claims_d"]) for r in read_rows] == [
+        (e[1], json.loads(e[3])) for e in expected
+    ]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "\r\n",  # a blank line
+        'x,id-bad,a"b,{},AzureActivity\r\n',  # a quote inside a bare field
+        '2026-11-20T08:00:00Z,"id-bad"x,a,{},AzureActivity\r\n',  # text after a closing quote
+        "2026-11-20T08:00:00Z,too,few\r\n",
+    ],
+)
+def test_what_the_fast_path_does_not_match_the_csv_module_reads_as_before(tmp_path: Path, odd: str) -> None:
+    good = write_csv(tmp_path / "good.csv", HEADER, *_awkward_rows(30)).read_bytes().decode()
+    cut = good.index("\r\n2026-11-20T08:15:00Z") + 2
+    path = tmp_path / "AzureActivity.csv"
+    path.write_bytes((good[:cut] + odd + good[cut:]).encode())
+    read_rows, report = read(path, "AzureActivity")
+    assert [r["EventDataId"] for r in read_rows] == [f"id-{i}" for i in range(30)]
+    if odd.strip():
+        line = good[:cut].count("\n") + 1
+        assert report.rows_skipped == 1
+        assert report.skip_examples[0].startswith(f"row 16 (line {line}): ")
+    else:
+        assert report.rows_skipped == 0
+
+
+def test_only_the_columns_asked_for_are_read(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "AzureActivity.csv", [*HEADER, "Properties_d", "Mystery"],
+                     *[[*r, "{broken json", "?"] for r in _awkward_rows(3)])  # fmt: skip
+    report = ReadReport()
+    rows = list(read_export(path, "AzureActivity", report, columns=["Caller"]))
+    assert [set(r) for r in rows] == [{"Caller", "TimeGenerated", "Type"}] * 3
+    assert report.files[0].undocumented_columns == ["Mystery"]
+    with pytest.raises(ValueError, match="not documented AzureActivity columns: Nope"):
+        read_export(path, "AzureActivity", ReadReport(), columns=["Caller", "Nope"])

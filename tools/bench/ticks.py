@@ -21,7 +21,7 @@ def run_one(stack: Stack, env: dict[str, str], kind: str, log: Path) -> dict[str
     if kind != "cold":
         args += ["--reset-watermarks", "--drain-outbox"]
     if kind == "whatif":
-        args += ["--baseline-scan"]
+        args += ["--baseline-point-reads"]
     child = LineChild(args, env=child_env(env), stderr_path=log)
     ready = child.read()
     stack.engine.call(op="reset")
