@@ -24,6 +24,10 @@ Ground truth, per principal in the manifest (`expected`):
   operation is a write, delete or action (the Activity Log never holds reads).
 - "break-glass-use": any row of a break-glass account, in either sign-in table (failures included)
   or in AzureActivity.
+- "mfa-blocked-automation": a user's ARM token request refused for MFA (50074/50076/50079/50072)
+  in the non-interactive log or over ROPC, or a user's Administrative write refused by the
+  built-in MFA policy in deny mode (`mandatory_mfa_script`).
+- "ropc-sign-in": a user's ROPC sign-in whose password was accepted (success, MFA required, 53003).
 
 Rows are grouped by principal, then day, not sorted by time: load them, don't replay them in order.
 """
@@ -70,6 +74,10 @@ DEFAULT_START = datetime(2025, 10, 6, tzinfo=UTC)  # a Monday; fixed so a seed a
 # Detection names used in the manifest's `expected` lists.
 USER_ARM_WRITE = "user-arm-write"
 BREAK_GLASS_USE = "break-glass-use"
+# The mandatory-MFA scenarios (issue 8): verdicts in `_mandatory_mfa_verdicts`, scripted rows in
+# `mandatory_mfa_script`.
+MFA_BLOCKED_AUTOMATION = "mfa-blocked-automation"
+ROPC_SIGN_IN = "ropc-sign-in"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1856,6 +1864,77 @@ def break_glass_script(world: World, bg1: Principal, bg2: Principal, seed: int) 
     return script
 
 
+# --------------------------------------------------------------------------- scenario: mandatory MFA
+
+
+def _policy_denied(name: str) -> str:
+    """Properties.statusMessage of a write refused by the built-in MFA policy in deny mode."""
+    identifiers = _ENCODE(
+        [{"policyAssignment": {"name": "deny-user-mfa"}, "policyDefinition": {"name": MFA_POLICY_WRITE}}]
+    )
+    reason = "Users must authenticate with multi-factor authentication to create or update resources"
+    message = (
+        f"Resource '{name}' was disallowed by policy. Reasons: '{reason}'. "
+        f"Policy identifiers: '{identifiers}'."
+    )
+    return _ENCODE({"error": {"code": "RequestDisallowedByPolicy", "message": message}})
+
+
+def mandatory_mfa_script(world: World, principals: tuple[Principal, ...], seed: int) -> list[Scripted]:
+    """What mandatory MFA looks like whatever the day, placed once in the window: a Terraform service
+    account's write is refused by the MFA policy assigned in deny mode on one subscription (a
+    rejected write: automation that mandatory MFA has broken)."""
+    rng = random.Random(f"mandatory-mfa:{seed}")
+    span = world.end - world.start
+    script: list[Scripted] = []
+    account = next((p for p in principals if p.kind == "service-account" and not p.ropc), None)
+    if account is not None:
+        t = world.start + span * 0.25 + timedelta(seconds=rng.uniform(0, 600))
+        app, agent, _ = _TOOL_AGENTS[account.tool]
+        token = signin_record(
+            account, t, app=app, interactive=False, auth=PASSWORD, user_agent=agent, rng=rng,
+            tenant=world.tenant,
+        )  # fmt: skip
+        script.append(Scripted(account, token))
+        target = resource_id(STORAGE_WRITE, account, rng)
+        rows = activity_rows(
+            account, t + timedelta(seconds=20), STORAGE_WRITE, target, status="Failure", amr=PASSWORD.amr,
+            uti=token["UniqueTokenIdentifier"], issued=t, app_id=app.app_id, rng=rng, tenant=world.tenant,
+        )  # fmt: skip
+        refused = rows[-1]  # the Failure row: Forbidden by policy, not a Conflict
+        refused["ActivitySubstatusValue"] = "Forbidden"
+        refused["Properties_d"].update(
+            statusCode="Forbidden",
+            statusMessage=_policy_denied(target.rsplit("/", 1)[-1]),
+            activitySubstatusValue="Forbidden",
+        )
+        refused["Properties"] = flat_json_text(refused["Properties_d"])
+        script += [Scripted(account, row) for row in rows]
+    return script
+
+
+def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
+    """The issue-8 detections this row should raise for its principal (see the module docstring)."""
+    if not who.is_user:
+        return ()
+    table = row["Type"]
+    found: tuple[str, ...] = ()
+    if table in (SIGNIN, NONINTERACTIVE):
+        result, protocol = row["ResultType"], row["AuthenticationProtocol"]
+        unattended = table == NONINTERACTIVE or protocol == "ropc"
+        if unattended and row["ResourceIdentity"] == ARM.resource_id and int(result) in MFA_REQUIRED:
+            found += (MFA_BLOCKED_AUTOMATION,)
+        if protocol == "ropc" and (result in ("0", "53003") or int(result) in MFA_REQUIRED):
+            found += (ROPC_SIGN_IN,)  # the password was accepted: a wrong one (50126) is guessing
+        return found
+    category = row.get("CategoryValue")
+    if category == "Administrative" and row["ActivityStatusValue"] == "Failure":
+        message = str(row["Properties_d"].get("statusMessage") or "")
+        if "RequestDisallowedByPolicy" in message and MFA_POLICY_WRITE in message:
+            found += (MFA_BLOCKED_AUTOMATION,)
+    return found
+
+
 def platform_day(world: World, day: datetime, rng: random.Random) -> Iterator[Row]:
     """Rows nobody in the directory caused: Service Health notices per subscription."""
     for sub in world.tenant.subscriptions:
@@ -2029,7 +2108,7 @@ def _verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     found: tuple[str, ...] = (BREAK_GLASS_USE,) if who.kind == "break-glass" else ()
     if who.is_user and row["Type"] == ACTIVITY and row.get("CategoryValue") == "Administrative":
         found += (USER_ARM_WRITE,)
-    return found
+    return found + _mandatory_mfa_verdicts(who, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -2139,6 +2218,7 @@ def generate(
     principals = population(users, seed, tenant)
     bg1, bg2 = (p for p in principals if p.kind == "break-glass")
     script = break_glass_script(world, bg1, bg2, seed)
+    script += mandatory_mfa_script(world, principals, seed)
 
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if users * days >= 5000 else 1

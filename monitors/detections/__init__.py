@@ -2,10 +2,20 @@
 
 from collections.abc import Collection
 
-from monitors.detections import break_glass_use, user_arm_write
+from monitors.detections import (
+    break_glass_use,
+    mfa_blocked_automation,
+    ropc_sign_in,
+    user_arm_write,
+)
 from monitors.detections.base import Detection
 
-DETECTIONS: tuple[Detection, ...] = (user_arm_write.DETECTION, break_glass_use.DETECTION)
+DETECTIONS: tuple[Detection, ...] = (
+    user_arm_write.DETECTION,
+    break_glass_use.DETECTION,
+    mfa_blocked_automation.DETECTION,
+    ropc_sign_in.DETECTION,
+)
 
 
 def enabled(disabled: Collection[str]) -> tuple[Detection, ...]:

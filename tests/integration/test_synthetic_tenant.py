@@ -11,6 +11,7 @@ import pytest
 from devstack.stack import Devstack
 from devstack.tenant import generate
 from monitors.bootstrap import services_from_environment, tick
+from monitors.detections import DETECTIONS
 from monitors.history_store import HistoryQuery, HistoryStore
 
 
@@ -31,7 +32,7 @@ def test_alerts_match_the_tenant_manifest(
     services = services_from_environment()
     report = tick(services, now)
     assert report.query_errors == []
-    assert report.skipped_rows == {"user-arm-write": 0, "break-glass-use": 0}
+    assert report.skipped_rows == {d.id: 0 for d in DETECTIONS}
 
     expected = {(detection, p["object_id"]) for p in manifest["principals"] for detection in p["expected"]}
     alerted = {
@@ -39,5 +40,7 @@ def test_alerts_match_the_tenant_manifest(
         for entity in HistoryStore(services.store).query(HistoryQuery(limit=200)).rows
     }
     assert alerted == expected
+    exercised = {"user-arm-write", "break-glass-use", "mfa-blocked-automation", "ropc-sign-in"}
+    assert exercised <= {detection for detection, _ in alerted}
     assert len(devstack.teams.messages()) == len(alerted)
     assert devstack.teams.rejected() == []
