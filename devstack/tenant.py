@@ -28,6 +28,7 @@ Ground truth, per principal in the manifest (`expected`):
   in the non-interactive log or over ROPC, or a user's Administrative write refused by the
   built-in MFA policy in deny mode (`mandatory_mfa_script`).
 - "ropc-sign-in": a user's ROPC sign-in whose password was accepted (success, MFA required, 53003).
+- "guest-arm-write": a guest is the caller of an `Administrative` AzureActivity row.
 
 Rows are grouped by principal, then day, not sorted by time: load them, don't replay them in order.
 """
@@ -78,6 +79,7 @@ BREAK_GLASS_USE = "break-glass-use"
 # `mandatory_mfa_script`.
 MFA_BLOCKED_AUTOMATION = "mfa-blocked-automation"
 ROPC_SIGN_IN = "ropc-sign-in"
+GUEST_ARM_WRITE = "guest-arm-write"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1881,12 +1883,31 @@ def _policy_denied(name: str) -> str:
 
 
 def mandatory_mfa_script(world: World, principals: tuple[Principal, ...], seed: int) -> list[Scripted]:
-    """What mandatory MFA looks like whatever the day, placed once in the window: a Terraform service
-    account's write is refused by the MFA policy assigned in deny mode on one subscription (a
-    rejected write: automation that mandatory MFA has broken)."""
+    """What mandatory MFA looks like whatever the day, placed once in the window (people rest at
+    weekends; these do not): a partner's consultant, a B2B guest, deploys with the CLI and a
+    password-only token (ARM writes by a guest, each audited by the built-in MFA policy); and a
+    Terraform service account's write is refused by the MFA policy assigned in deny mode on one
+    subscription (a rejected write: automation that mandatory MFA has broken)."""
     rng = random.Random(f"mandatory-mfa:{seed}")
     span = world.end - world.start
     script: list[Scripted] = []
+    guest = next((p for p in principals if p.kind == "guest"), None)
+    if guest is not None:
+        t = world.start + span * 0.3 + timedelta(seconds=rng.uniform(0, 600))
+        app, agent, _ = _TOOL_AGENTS["cli"]
+        token = signin_record(
+            guest, t, app=app, auth=PASSWORD, user_agent=agent, ip=address(HOMES[2], rng), rng=rng,
+            tenant=world.tenant,
+        )  # fmt: skip
+        script.append(Scripted(guest, token))
+        for n, op in enumerate((RG_WRITE, SITE_WRITE)):
+            rows = activity_records(
+                guest, t + timedelta(minutes=2 + n), op, resource_id(op, guest, rng), amr=PASSWORD.amr,
+                uti=token["UniqueTokenIdentifier"], issued=t, app_id=app.app_id, ip=token["IPAddress"],
+                rng=rng, tenant=world.tenant,
+            )  # fmt: skip
+            script += [Scripted(guest, row) for row in rows]
+            script.append(Scripted(guest, policy_audit_row(rows[-1], rng=rng)))
     account = next((p for p in principals if p.kind == "service-account" and not p.ropc), None)
     if account is not None:
         t = world.start + span * 0.25 + timedelta(seconds=rng.uniform(0, 600))
@@ -1928,6 +1949,8 @@ def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
             found += (ROPC_SIGN_IN,)  # the password was accepted: a wrong one (50126) is guessing
         return found
     category = row.get("CategoryValue")
+    if category == "Administrative" and who.kind == "guest":
+        found += (GUEST_ARM_WRITE,)
     if category == "Administrative" and row["ActivityStatusValue"] == "Failure":
         message = str(row["Properties_d"].get("statusMessage") or "")
         if "RequestDisallowedByPolicy" in message and MFA_POLICY_WRITE in message:

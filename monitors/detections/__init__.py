@@ -4,6 +4,7 @@ from collections.abc import Collection
 
 from monitors.detections import (
     break_glass_use,
+    guest_arm_write,
     mfa_blocked_automation,
     ropc_sign_in,
     user_arm_write,
@@ -15,6 +16,7 @@ DETECTIONS: tuple[Detection, ...] = (
     break_glass_use.DETECTION,
     mfa_blocked_automation.DETECTION,
     ropc_sign_in.DETECTION,
+    guest_arm_write.DETECTION,
 )
 
 

@@ -40,7 +40,8 @@ def test_alerts_match_the_tenant_manifest(
         for entity in HistoryStore(services.store).query(HistoryQuery(limit=200)).rows
     }
     assert alerted == expected
-    exercised = {"user-arm-write", "break-glass-use", "mfa-blocked-automation", "ropc-sign-in"}
+    exercised = {"user-arm-write", "break-glass-use", "mfa-blocked-automation", "ropc-sign-in",
+                 "guest-arm-write"}  # fmt: skip
     assert exercised <= {detection for detection, _ in alerted}
     assert len(devstack.teams.messages()) == len(alerted)
     assert devstack.teams.rejected() == []

@@ -23,6 +23,7 @@ from devstack.tenant import (
     ACTIVITY,
     ARM,
     BREAK_GLASS_USE,
+    GUEST_ARM_WRITE,
     KINDS,
     MFA_BLOCKED_AUTOMATION,
     NONINTERACTIVE,
@@ -422,7 +423,7 @@ def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) 
         assert set(p["expected"]) == truth.get(p["object_id"], set()), p
     writers = {p["kind"] for p in manifest["principals"] if USER_ARM_WRITE in p["expected"]}
     assert {"human-no-mfa", "human-mfa", "admin", "service-account", "guest"} <= writers
-    for detection in (MFA_BLOCKED_AUTOMATION, ROPC_SIGN_IN):
+    for detection in (MFA_BLOCKED_AUTOMATION, ROPC_SIGN_IN, GUEST_ARM_WRITE):
         assert any(detection in p["expected"] for p in manifest["principals"]), detection
 
 
@@ -445,6 +446,8 @@ def _mandatory_mfa_truth(rows: Rows, manifest: dict[str, Any], truth: dict[str, 
         who = users.get(row["Caller"])
         if who is None:
             continue
+        if row["CategoryValue"] == "Administrative" and who["kind"] == "guest":
+            truth[who["object_id"]].add(GUEST_ARM_WRITE)
         status = str(row["Properties_d"].get("statusMessage") or "")
         if row["ActivityStatusValue"] == "Failure" and "RequestDisallowedByPolicy" in status:
             assert tenant.MFA_POLICY_WRITE in status
