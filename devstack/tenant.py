@@ -29,6 +29,7 @@ Ground truth, per principal in the manifest (`expected`):
   built-in MFA policy in deny mode (`mandatory_mfa_script`).
 - "ropc-sign-in": a user's ROPC sign-in whose password was accepted (success, MFA required, 53003).
 - "guest-arm-write": a guest is the caller of an `Administrative` AzureActivity row.
+- "policy-mfa-audit": a user is the caller of a built-in MFA policy's audit event (`Policy`).
 
 Rows are grouped by principal, then day, not sorted by time: load them, don't replay them in order.
 """
@@ -80,6 +81,7 @@ BREAK_GLASS_USE = "break-glass-use"
 MFA_BLOCKED_AUTOMATION = "mfa-blocked-automation"
 ROPC_SIGN_IN = "ropc-sign-in"
 GUEST_ARM_WRITE = "guest-arm-write"
+POLICY_MFA_AUDIT = "policy-mfa-audit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1955,6 +1957,8 @@ def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
         message = str(row["Properties_d"].get("statusMessage") or "")
         if "RequestDisallowedByPolicy" in message and MFA_POLICY_WRITE in message:
             found += (MFA_BLOCKED_AUTOMATION,)
+    if category == "Policy" and row["OperationNameValue"] == "Microsoft.Authorization/policies/audit/action":
+        found += (POLICY_MFA_AUDIT,)
     return found
 
 

@@ -6,6 +6,7 @@ from monitors.detections import (
     break_glass_use,
     guest_arm_write,
     mfa_blocked_automation,
+    policy_mfa_audit,
     ropc_sign_in,
     user_arm_write,
 )
@@ -17,6 +18,7 @@ DETECTIONS: tuple[Detection, ...] = (
     mfa_blocked_automation.DETECTION,
     ropc_sign_in.DETECTION,
     guest_arm_write.DETECTION,
+    policy_mfa_audit.DETECTION,
 )
 
 

@@ -41,7 +41,7 @@ def test_alerts_match_the_tenant_manifest(
     }
     assert alerted == expected
     exercised = {"user-arm-write", "break-glass-use", "mfa-blocked-automation", "ropc-sign-in",
-                 "guest-arm-write"}  # fmt: skip
+                 "guest-arm-write", "policy-mfa-audit"}  # fmt: skip
     assert exercised <= {detection for detection, _ in alerted}
     assert len(devstack.teams.messages()) == len(alerted)
     assert devstack.teams.rejected() == []

@@ -27,6 +27,7 @@ from devstack.tenant import (
     KINDS,
     MFA_BLOCKED_AUTOMATION,
     NONINTERACTIVE,
+    POLICY_MFA_AUDIT,
     ROPC_SIGN_IN,
     SIGNIN,
     SITE_WRITE,
@@ -423,7 +424,7 @@ def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) 
         assert set(p["expected"]) == truth.get(p["object_id"], set()), p
     writers = {p["kind"] for p in manifest["principals"] if USER_ARM_WRITE in p["expected"]}
     assert {"human-no-mfa", "human-mfa", "admin", "service-account", "guest"} <= writers
-    for detection in (MFA_BLOCKED_AUTOMATION, ROPC_SIGN_IN, GUEST_ARM_WRITE):
+    for detection in (MFA_BLOCKED_AUTOMATION, ROPC_SIGN_IN, GUEST_ARM_WRITE, POLICY_MFA_AUDIT):
         assert any(detection in p["expected"] for p in manifest["principals"]), detection
 
 
@@ -452,6 +453,8 @@ def _mandatory_mfa_truth(rows: Rows, manifest: dict[str, Any], truth: dict[str, 
         if row["ActivityStatusValue"] == "Failure" and "RequestDisallowedByPolicy" in status:
             assert tenant.MFA_POLICY_WRITE in status
             truth[who["object_id"]].add(MFA_BLOCKED_AUTOMATION)
+        if row["OperationNameValue"] == "Microsoft.Authorization/policies/audit/action":
+            truth[who["object_id"]].add(POLICY_MFA_AUDIT)
 
 
 # --------------------------------------------------------------------------- delivery: late rows, duplicates
