@@ -32,7 +32,9 @@ class Context:
     """Everything outside the rows that a detection may consult; assembled by the shell."""
 
     break_glass: BreakGlassAccounts = field(default_factory=BreakGlassAccounts)
-    known_principals: frozenset[str] = frozenset()  # principals that already alerted (dedupe="principal")
+    # baseline keys that already alerted (dedupe="principal"): the principal's key, or
+    # "principal|subject" for detections whose findings carry a subject (Finding.baseline_key)
+    known_principals: frozenset[str] = frozenset()
     seen_event_ids: frozenset[str] = frozenset()  # events that already alerted (dedupe="event")
 
 
@@ -44,6 +46,11 @@ class Case:
     rows: Mapping[str, Sequence[Mapping[str, Any]]]
     findings: int
     context: Context = Context()
+
+
+def principal_key(observation: Any) -> str:
+    """The default baseline key of an observation: its principal's."""
+    return str(observation.principal.key)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +68,9 @@ class Detection:
     parse: Callable[[Row], Any]
     evaluate: Callable[[Sequence[Any], Context], list[Finding]]
     cases: tuple[Case, ...] = field(default=())
+    # dedupe="principal": the baseline key of an observation, equal to the baseline_key of the
+    # finding it becomes (looked up before evaluate, written when the alert is committed).
+    baseline_key: Callable[[Any], str] = principal_key
 
     @property
     def query(self) -> str:

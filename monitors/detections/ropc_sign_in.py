@@ -10,7 +10,8 @@ What counts: ROPC sign-ins whose password was accepted (success, MFA required, o
 Access block after the password); a wrong password is guessing, not the account's automation.
 
 Severity: high when a token for ARM was asked for (it breaks, or is about to); medium otherwise.
-Dedupe: once per user account (a baseline); the apps it used are listed on the alert.
+Dedupe: once per user account and client app (a baseline keyed "user|app"): a second script
+using another tool with the same password is a new finding.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from monitors.detections.base import (
     text,
     when,
 )
-from monitors.model import EventLine, Finding, Principal, Severity
+from monitors.model import EventLine, Finding, Principal, Severity, baseline_key
 
 ID = "ropc-sign-in"
 
@@ -91,6 +92,15 @@ class RopcSignIn:
     def app_label(self) -> str:
         return self.app or self.app_id or "unknown app"
 
+    @property
+    def subject(self) -> str:
+        """The client app, for the baseline: its id (stable), else its name."""
+        return (self.app_id or self.app or "unknown app").lower()
+
+    @property
+    def baseline_key(self) -> str:
+        return baseline_key(self.principal, self.subject)
+
 
 def parse(row: Row) -> RopcSignIn:
     source = text(row, "Source", required=True)
@@ -117,12 +127,12 @@ def parse(row: Row) -> RopcSignIn:
 
 
 def evaluate(sign_ins: Sequence[RopcSignIn], context: Context) -> list[Finding]:
-    by_principal: dict[str, list[RopcSignIn]] = {}
+    by_user_and_app: dict[str, list[RopcSignIn]] = {}
     for sign_in in sign_ins:
-        by_principal.setdefault(sign_in.principal.key, []).append(sign_in)
+        by_user_and_app.setdefault(sign_in.baseline_key, []).append(sign_in)
     return [
         _finding(sorted(group, key=lambda s: (s.time, s.event_id)))
-        for key, group in by_principal.items()
+        for key, group in by_user_and_app.items()
         if key not in context.known_principals
     ]
 
@@ -133,6 +143,7 @@ def _distinct(values: Sequence[str | None]) -> list[str]:
 
 def _finding(sign_ins: list[RopcSignIn]) -> Finding:
     principal = next((s.principal for s in sign_ins if s.principal.user_id), sign_ins[0].principal)
+    app = sign_ins[0]
     succeeded = sum(s.result == "0" for s in sign_ins)
     to_arm = sum(s.to_arm for s in sign_ins)
     user_type = next((s.user_type for s in sign_ins if s.user_type), "unknown")
@@ -140,12 +151,12 @@ def _finding(sign_ins: list[RopcSignIn]) -> Finding:
         detection=ID,
         severity=Severity.HIGH if to_arm else Severity.MEDIUM,
         principal=principal,
-        headline=f"Password grant (ROPC) sign-in: {principal.label}",
+        headline=f"Password grant (ROPC) sign-in: {principal.label} with {app.app_label}",
         facts=(
             ("User", principal.label),
             ("Object id", principal.user_id or "not in the log"),
             ("User type", user_type),
-            ("Apps", summarize_list(_distinct([s.app_label for s in sign_ins]))),
+            ("App", f"{app.app_label} ({app.app_id})" if app.app_id and app.app else app.app_label),
             ("Resources", summarize_list(_distinct([s.resource or s.resource_id for s in sign_ins]))),
             ("Sign-ins", f"{len(sign_ins)}: {succeeded} succeeded, {len(sign_ins) - succeeded} refused"),
             ("Azure Resource Manager", f"{to_arm} token request(s): ARM writes need MFA" if to_arm else "no"),
@@ -159,6 +170,7 @@ def _finding(sign_ins: list[RopcSignIn]) -> Finding:
         event_ids=tuple(s.event_id for s in sign_ins),
         first_time=sign_ins[0].time,
         last_time=sign_ins[-1].time,
+        subject=app.subject,
     )
 
 
@@ -186,6 +198,7 @@ def _line(sign_in: RopcSignIn) -> EventLine:
 SVC_ID = "8c2d4e6f-1a3b-4c5d-8e7f-9a0b1c2d3e4f"
 SVC_UPN = "svc-backup-005@contoso.com"
 POWERSHELL = "1950a258-227b-4e31-a9cf-717495945fc2"
+AZURE_CLI = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 
 
 def sign_in_row(event_id: str, result: str = "0", protocol: str = "ropc", **extra: object) -> dict:
@@ -245,10 +258,32 @@ CASES = (
         findings=0,
     ),
     Case(
-        name="an account already alerted does not fire again",
+        name="an account already alerted with this app does not fire again",
         rows={"SigninLogs": [sign_in_row("r7")]},
         findings=0,
-        context=Context(known_principals=frozenset({SVC_ID})),
+        context=Context(known_principals=frozenset({f"{SVC_ID}|{POWERSHELL}"})),
+    ),
+    Case(
+        name="the same account with a new app is new: one finding per app",
+        rows={
+            "SigninLogs": [
+                sign_in_row("r8"),
+                sign_in_row("r9", AppId=AZURE_CLI, AppDisplayName="Microsoft Azure CLI"),
+                sign_in_row("r10", AppId=AZURE_CLI, AppDisplayName="Microsoft Azure CLI"),
+            ]
+        },
+        findings=1,
+        context=Context(known_principals=frozenset({f"{SVC_ID}|{POWERSHELL}"})),
+    ),
+    Case(
+        name="two apps in one tick are two findings",
+        rows={
+            "SigninLogs": [
+                sign_in_row("r11"),
+                sign_in_row("r12", AppId=AZURE_CLI, AppDisplayName="Microsoft Azure CLI"),
+            ]
+        },
+        findings=2,
     ),
 )
 
@@ -265,4 +300,5 @@ DETECTION = Detection(
     parse=parse,
     evaluate=evaluate,
     cases=CASES,
+    baseline_key=lambda sign_in: sign_in.baseline_key,
 )
