@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from monitors.detections.base import (
+    CLIENT_APPS,
     Case,
     Context,
     Detection,
@@ -129,9 +130,26 @@ def evaluate(events: Sequence[BlockedEvent], context: Context) -> list[Finding]:
 
 
 def _tool(event: BlockedEvent) -> str:
-    if event.app_id:
-        return client_app_name(event.app_id) if not event.app else f"{event.app} ({event.app_id})"
-    return event.app or "unknown"
+    """The same name whichever log the event came from (Activity Log rows carry only the app id)."""
+    if event.app_id and event.app_id.lower() in CLIENT_APPS:
+        return client_app_name(event.app_id)
+    if event.app:
+        return f"{event.app} ({event.app_id})" if event.app_id else event.app
+    return client_app_name(event.app_id) if event.app_id else "unknown"
+
+
+def _status(detail: str | None, result: str) -> str:
+    """'Forbidden: RequestDisallowedByPolicy: <message>' from '<statusCode> <statusMessage JSON>'."""
+    if not detail:
+        return result
+    code, _, message = detail.partition(" ")
+    try:
+        error = json.loads(message).get("error", {})
+    except (ValueError, AttributeError):
+        return detail
+    if not isinstance(error, dict) or not error.get("code"):
+        return detail
+    return ": ".join(str(p) for p in (code, error["code"], error.get("message")) if p)
 
 
 def _distinct(values: Sequence[str | None]) -> list[str]:
@@ -172,7 +190,10 @@ def _finding(events: list[BlockedEvent]) -> Finding:
 def _line(event: BlockedEvent) -> EventLine:
     fields = [("What", SOURCES[event.source])]
     if event.source == "AzureActivity":
-        fields += [("Operation", event.operation or "unknown"), ("Status", event.detail or event.result)]
+        fields += [
+            ("Operation", event.operation or "unknown"),
+            ("Status", _status(event.detail, event.result)),
+        ]
     else:
         fields.append(("Result", f"{event.result}: {MFA_REQUIRED.get(event.result, 'MFA required')}"))
     fields += [("App", _tool(event)), ("IP", event.ip_address or "unknown")]
