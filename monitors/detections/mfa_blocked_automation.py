@@ -113,7 +113,7 @@ def parse(row: Row) -> BlockedEvent:
         user_agent=text(row, "UserAgent", limit=256),
         protocol=text(row, "Protocol", limit=32),
         result=text(row, "Result", required=True, limit=64) or "",
-        detail=text(row, "Detail", limit=300),
+        detail=text(row, "Detail", limit=4000),  # whole, so the ARM error JSON parses; cards bound it
         operation=text(row, "Operation", limit=200),
     )
 
@@ -138,18 +138,23 @@ def _tool(event: BlockedEvent) -> str:
     return client_app_name(event.app_id) if event.app_id else "unknown"
 
 
-def _status(detail: str | None, result: str) -> str:
-    """'Forbidden: RequestDisallowedByPolicy: <message>' from '<statusCode> <statusMessage JSON>'."""
+def _status(detail: str | None, result: str, limit: int = 500) -> str:
+    """'Forbidden: RequestDisallowedByPolicy: <message>' from '<statusCode> <statusMessage JSON>'.
+
+    The row keeps the whole text so the JSON parses; what is shown is bounded (an alert holds up
+    to 200 events, and history stores them all).
+    """
     if not detail:
         return result
+    shown = detail
     code, _, message = detail.partition(" ")
     try:
         error = json.loads(message).get("error", {})
     except (ValueError, AttributeError):
-        return detail
-    if not isinstance(error, dict) or not error.get("code"):
-        return detail
-    return ": ".join(str(p) for p in (code, error["code"], error.get("message")) if p)
+        error = None
+    if isinstance(error, dict) and error.get("code"):
+        shown = ": ".join(str(p) for p in (code, error["code"], error.get("message")) if p)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def _distinct(values: Sequence[str | None]) -> list[str]:

@@ -439,6 +439,7 @@ def test_break_glass_card_from_parsed_query_rows() -> None:
 def test_mfa_blocked_automation_card_names_each_tool_once_and_reads_the_policy_error() -> None:
     """A token refusal (sign-in log: app name) and a rejected write (Activity Log: app id only) from
     the same CLI are one tool; the write's status is the ARM error, not its JSON."""
+    from devstack.tenant import _policy_denied
     from monitors.detections import mfa_blocked_automation as blocked
 
     base = {"UserId": blocked.SVC_ID, "UserPrincipalName": blocked.SVC_UPN, "AppId": blocked.AZURE_CLI,
@@ -457,6 +458,10 @@ def test_mfa_blocked_automation_card_names_each_tool_once_and_reads_the_policy_e
     rejected = next(e["text"] for e in _event_lines(card) if "ARM write rejected" in e["text"])
     assert "Status: Forbidden: RequestDisallowedByPolicy: Resource 'stwebprod01' was disallowed" in rejected
     assert '"error"' not in rejected
+    # the generator's longer policy message (over 300 characters) parses too
+    long_row = {**rows[1], "Detail": "Forbidden " + _policy_denied("st" + "x" * 20)}
+    status = dict(blocked._line(detection.parse(long_row)).fields)["Status"]
+    assert status.startswith("Forbidden: RequestDisallowedByPolicy: Resource 'stxxxx")
 
 
 def test_hostile_values_everywhere_render_inert() -> None:
