@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -125,14 +126,19 @@ def show_tick(summary: dict[str, Any]) -> None:
         f"delivered to Teams {summary['delivered']}, query errors {len(summary['query_errors'])}"
     )
     from monitors.bootstrap import services_from_environment
+    from monitors.detections import DETECTIONS
     from monitors.history_store import HistoryStore
 
     history = HistoryStore(services_from_environment().store)
+    per_detection: Counter[str] = Counter()
     for alert_id in summary["new_alerts"]:
         found = history.get(alert_id)
         if found:
             f = found[1].finding
-            say(f"  [{f.severity.value:8}] {f.detection:16} {f.principal.label}  ({len(f.event_ids)} events)")
+            per_detection[f.detection] += 1
+            say(f"  [{f.severity.value:8}] {f.detection:22} {f.principal.label}  ({len(f.event_ids)} events)")
+    if per_detection:
+        say("alerts per detection: " + ", ".join(f"{d.id} {per_detection[d.id]}" for d in DETECTIONS))
 
 
 def late_sign_in(stack: Devstack, manifest: dict[str, Any]) -> None:

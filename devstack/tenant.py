@@ -33,6 +33,12 @@ Ground truth, per principal in the manifest (`expected`):
 - "user-service-account": a sign-in to ARM or the Power Platform, with the right password, by a
   service account or by the user object that owns Power Automate connections (a maker account
   whose flows refresh tokens every 15 minutes from Azure; nobody signs in with it interactively).
+- "mfa-blocked-automation": a user's ARM token request refused for MFA (50074/50076/50079/50072)
+  in the non-interactive log or over ROPC, or a user's Administrative write refused by the
+  built-in MFA policy in deny mode (`mandatory_mfa_script`).
+- "ropc-sign-in": a user's ROPC sign-in whose password was accepted (success, MFA required, 53003).
+- "guest-arm-write": a guest is the caller of an `Administrative` AzureActivity row.
+- "policy-mfa-audit": a user is the caller of a built-in MFA policy's audit event (`Policy`).
 
 Rows are grouped by principal, then day, not sorted by time: load them, don't replay them in order.
 """
@@ -81,6 +87,12 @@ USER_ARM_WRITE = "user-arm-write"
 BREAK_GLASS_USE = "break-glass-use"
 SOURCE_SILENT = "source-silent"  # issue 8 (det2)
 BREAK_GLASS_WEAK_METHOD = "break-glass-weak-method"  # issue 8 (det2)
+# The mandatory-MFA scenarios (issue 8): verdicts in `_mandatory_mfa_verdicts`, scripted rows in
+# `mandatory_mfa_script`.
+MFA_BLOCKED_AUTOMATION = "mfa-blocked-automation"
+ROPC_SIGN_IN = "ropc-sign-in"
+GUEST_ARM_WRITE = "guest-arm-write"
+POLICY_MFA_AUDIT = "policy-mfa-audit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1997,6 +2009,100 @@ def connection_owner_day(world: World, who: Principal, day: datetime, rng: rando
 # --------------------------------------------------------------------------- end of issue 8 (det2)
 
 
+# --------------------------------------------------------------------------- scenario: mandatory MFA
+
+
+def _policy_denied(name: str) -> str:
+    """Properties.statusMessage of a write refused by the built-in MFA policy in deny mode."""
+    identifiers = _ENCODE(
+        [{"policyAssignment": {"name": "deny-user-mfa"}, "policyDefinition": {"name": MFA_POLICY_WRITE}}]
+    )
+    reason = "Users must authenticate with multi-factor authentication to create or update resources"
+    message = (
+        f"Resource '{name}' was disallowed by policy. Reasons: '{reason}'. "
+        f"Policy identifiers: '{identifiers}'."
+    )
+    return _ENCODE({"error": {"code": "RequestDisallowedByPolicy", "message": message}})
+
+
+def mandatory_mfa_script(world: World, principals: tuple[Principal, ...], seed: int) -> list[Scripted]:
+    """What mandatory MFA looks like whatever the day, placed once in the window (people rest at
+    weekends; these do not): a partner's consultant, a B2B guest, deploys with the CLI and a
+    password-only token (ARM writes by a guest, each audited by the built-in MFA policy); and a
+    Terraform service account's write is refused by the MFA policy assigned in deny mode on one
+    subscription (a rejected write: automation that mandatory MFA has broken)."""
+    rng = random.Random(f"mandatory-mfa:{seed}")
+    span = world.end - world.start
+    script: list[Scripted] = []
+    guest = next((p for p in principals if p.kind == "guest"), None)
+    if guest is not None:
+        t = world.start + span * 0.3 + timedelta(seconds=rng.uniform(0, 600))
+        app, agent, _ = _TOOL_AGENTS["cli"]
+        token = signin_record(
+            guest, t, app=app, auth=PASSWORD, user_agent=agent, ip=address(HOMES[2], rng), rng=rng,
+            tenant=world.tenant,
+        )  # fmt: skip
+        script.append(Scripted(guest, token))
+        for n, op in enumerate((RG_WRITE, SITE_WRITE)):
+            rows = activity_records(
+                guest, t + timedelta(minutes=2 + n), op, resource_id(op, guest, rng), amr=PASSWORD.amr,
+                uti=token["UniqueTokenIdentifier"], issued=t, app_id=app.app_id, ip=token["IPAddress"],
+                rng=rng, tenant=world.tenant,
+            )  # fmt: skip
+            script += [Scripted(guest, row) for row in rows]
+            script.append(Scripted(guest, policy_audit_row(rows[-1], rng=rng)))
+    account = next((p for p in principals if p.kind == "service-account" and not p.ropc), None)
+    if account is not None:
+        t = world.start + span * 0.25 + timedelta(seconds=rng.uniform(0, 600))
+        app, agent, _ = _TOOL_AGENTS[account.tool]
+        token = signin_record(
+            account, t, app=app, interactive=False, auth=PASSWORD, user_agent=agent, rng=rng,
+            tenant=world.tenant,
+        )  # fmt: skip
+        script.append(Scripted(account, token))
+        target = resource_id(STORAGE_WRITE, account, rng)
+        rows = activity_rows(
+            account, t + timedelta(seconds=20), STORAGE_WRITE, target, status="Failure", amr=PASSWORD.amr,
+            uti=token["UniqueTokenIdentifier"], issued=t, app_id=app.app_id, rng=rng, tenant=world.tenant,
+        )  # fmt: skip
+        refused = rows[-1]  # the Failure row: Forbidden by policy, not a Conflict
+        refused["ActivitySubstatusValue"] = "Forbidden"
+        refused["Properties_d"].update(
+            statusCode="Forbidden",
+            statusMessage=_policy_denied(target.rsplit("/", 1)[-1]),
+            activitySubstatusValue="Forbidden",
+        )
+        refused["Properties"] = flat_json_text(refused["Properties_d"])
+        script += [Scripted(account, row) for row in rows]
+    return script
+
+
+def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
+    """The issue-8 detections this row should raise for its principal (see the module docstring)."""
+    if not who.is_user:
+        return ()
+    table = row["Type"]
+    found: tuple[str, ...] = ()
+    if table in (SIGNIN, NONINTERACTIVE):
+        result, protocol = row["ResultType"], row["AuthenticationProtocol"]
+        unattended = table == NONINTERACTIVE or protocol == "ropc"
+        if unattended and row["ResourceIdentity"] == ARM.resource_id and int(result) in MFA_REQUIRED:
+            found += (MFA_BLOCKED_AUTOMATION,)
+        if protocol == "ropc" and (result in ("0", "53003") or int(result) in MFA_REQUIRED):
+            found += (ROPC_SIGN_IN,)  # the password was accepted: a wrong one (50126) is guessing
+        return found
+    category = row.get("CategoryValue")
+    if category == "Administrative" and who.kind == "guest":
+        found += (GUEST_ARM_WRITE,)
+    if category == "Administrative" and row["ActivityStatusValue"] == "Failure":
+        message = str(row["Properties_d"].get("statusMessage") or "")
+        if "RequestDisallowedByPolicy" in message and MFA_POLICY_WRITE in message:
+            found += (MFA_BLOCKED_AUTOMATION,)
+    if category == "Policy" and row["OperationNameValue"] == "Microsoft.Authorization/policies/audit/action":
+        found += (POLICY_MFA_AUDIT,)
+    return found
+
+
 def platform_day(world: World, day: datetime, rng: random.Random) -> Iterator[Row]:
     """Rows nobody in the directory caused: Service Health notices per subscription."""
     for sub in world.tenant.subscriptions:
@@ -2171,7 +2277,7 @@ def _verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     if who.is_user and row["Type"] == ACTIVITY and row.get("CategoryValue") == "Administrative":
         found += (USER_ARM_WRITE,)
     found += det2_verdicts(who, row)
-    return found
+    return found + _mandatory_mfa_verdicts(who, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -2281,6 +2387,7 @@ def generate(
     principals = population(users, seed, tenant) + det2_principals(seed, tenant)
     bg1, bg2 = _first_two_break_glass(principals)
     script = break_glass_script(world, bg1, bg2, seed) + det2_script(world, principals, seed)
+    script += mandatory_mfa_script(world, principals, seed)
 
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if users * days >= 5000 else 1

@@ -124,6 +124,9 @@ param activityLogCategories array = [
   'Security'
 ]
 
+@description('Assign the two built-in "Users must authenticate with MFA to create or update / to delete resources" policies to THIS subscription in audit mode (their default effect). Each user write without MFA then logs a Policy event the policy-mfa-audit detection reads. Off by default: the deployer needs the right to assign policies, and an existing assignment of the same definitions does the same job.')
+param assignMfaAuditPolicies bool = false
+
 @allowed([ 'Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_GZRS' ])
 @description('Replication of the state/runtime storage account. ZRS is better where the region supports it.')
 param storageSkuName string = 'Standard_LRS'
@@ -338,7 +341,8 @@ module functionApp 'modules/functionapp.bicep' = {
 }
 
 // Optional: this subscription's Activity Log -> the workspace the monitor reads.
-// The only subscription-scope resource besides the resource group.
+// With the optional MFA audit policy assignments below, the only subscription-scope resources
+// besides the resource group.
 resource activityLogExport 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (enableActivityLogExport) {
   name: 'mfa-monitor-activity-log'
   properties: {
@@ -347,6 +351,35 @@ resource activityLogExport 'Microsoft.Insights/diagnosticSettings@2021-05-01-pre
       category: category
       enabled: true
     }]
+  }
+}
+
+// Optional: the built-in MFA policies in audit mode on this subscription (policy-mfa-audit).
+// No parameters are passed: each definition's default effect is its audit one (Audit for
+// create/update, AuditAction for delete), so the assignment never blocks a write. Switching to
+// Deny/DenyAction is an explicit, separate decision (an override on the assignment).
+var mfaPolicyDefinitions = {
+  writes: '4e6c27d5-a6ee-49cf-b2b4-d8fe90fa2b8b'
+  deletes: 'db4a9d17-db75-4f46-9fcb-9f9526604417'
+}
+
+resource mfaAuditWrites 'Microsoft.Authorization/policyAssignments@2024-04-01' = if (assignMfaAuditPolicies) {
+  name: 'mfa-monitor-audit-user-writes'
+  properties: {
+    displayName: 'Audit user ARM create/update without MFA (mfa-monitor)'
+    description: 'Logs an Activity Log audit event for each user create/update without MFA; read by the policy-mfa-audit detection.'
+    policyDefinitionId: tenantResourceId('Microsoft.Authorization/policyDefinitions', mfaPolicyDefinitions.writes)
+    enforcementMode: 'Default'
+  }
+}
+
+resource mfaAuditDeletes 'Microsoft.Authorization/policyAssignments@2024-04-01' = if (assignMfaAuditPolicies) {
+  name: 'mfa-monitor-audit-user-deletes'
+  properties: {
+    displayName: 'Audit user ARM delete without MFA (mfa-monitor)'
+    description: 'Logs an Activity Log audit event for each user delete without MFA; read by the policy-mfa-audit detection.'
+    policyDefinitionId: tenantResourceId('Microsoft.Authorization/policyDefinitions', mfaPolicyDefinitions.deletes)
+    enforcementMode: 'Default'
   }
 }
 

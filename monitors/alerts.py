@@ -77,6 +77,7 @@ def next_attempt(attempts: int, now: datetime, retry_after_s: float | None) -> d
 
 def to_json(alert: Alert) -> dict[str, Any]:
     f = alert.finding
+    subject = {} if f.subject is None else {"subject": f.subject}  # absent: payloads stay as before
     return {
         "alert_id": alert.alert_id,
         "created_at": alert.created_at.isoformat(),
@@ -102,6 +103,7 @@ def to_json(alert: Alert) -> dict[str, Any]:
         "event_ids": list(f.event_ids),
         "first_time": f.first_time.isoformat(),
         "last_time": f.last_time.isoformat(),
+        **subject,
     }
 
 
@@ -129,6 +131,7 @@ def from_json(data: dict[str, Any]) -> Alert:
         event_ids=tuple(data["event_ids"]),
         first_time=_time(data["first_time"]),
         last_time=_time(data["last_time"]),
+        subject=data.get("subject"),
     )
     return Alert(
         alert_id=data["alert_id"],

@@ -68,6 +68,18 @@ class Finding:
     event_ids: tuple[str, ...]  # every row covered, even when `events` lists only some
     first_time: datetime
     last_time: datetime
+    # Once-per-principal detections: what besides the principal makes a finding new (e.g. the
+    # client app, for "new per user and app"). None: the principal alone.
+    subject: str | None = None
+
+    @property
+    def baseline_key(self) -> str:
+        """What the baseline remembers for dedupe="principal" detections."""
+        return baseline_key(self.principal, self.subject)
+
+
+def baseline_key(principal: Principal, subject: str | None = None) -> str:
+    return principal.key if subject is None else f"{principal.key}|{subject}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -92,7 +92,7 @@ def run_detection(
             if len(reasons) < MAX_REASONS:
                 reasons.append(f"row {index}: {error}")
     if memory is not None and detection.dedupe == "principal":
-        keys = {o.principal.key for o in observations}
+        keys = {detection.baseline_key(o) for o in observations}
         context = replace(context, known_principals=memory.known_principals(detection.id, keys))
     elif memory is not None:
         seen = memory.seen_events(detection.id, window.earliest_time, max(now, window.end))

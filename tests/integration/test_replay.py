@@ -159,3 +159,52 @@ def test_reading_only_the_columns_the_queries_name_changes_no_finding(logdir: Pa
     everything = findings(pruned=False)
     assert {"user-arm-write", "break-glass-use"} <= {f[0] for f in everything}
     assert findings(pruned=True) == everything
+
+
+# --------------------------------------------------------------------------- the mandatory-MFA detections
+
+MANDATORY_MFA = ("mfa-blocked-automation", "ropc-sign-in", "guest-arm-write", "policy-mfa-audit")
+
+
+def _as_az_cli(value: object) -> str:
+    """A value as `az monitor log-analytics query -o json` prints it: always a string."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return str(value)  # "True" / "False"
+    return "" if value is None else str(value)
+
+
+def test_a_synthetic_tenant_exported_with_the_cli_raises_what_its_manifest_expects(tmp_path: Path) -> None:
+    """Rows of every table as az CLI JSON exports: each mandatory-MFA detection fires in replay, with
+    its own detection id, for exactly the principals the tenant's ground truth names."""
+    from devstack.tenant import generate
+
+    generated, logdir = tmp_path / "generated", tmp_path / "logs"
+    logdir.mkdir()
+    generate(generated, users=30, days=1, seed=5)
+    for table_file in generated.glob("*.jsonl"):
+        items = [
+            {
+                column: _as_az_cli(value)
+                for column, value in json.loads(line).items()
+                if column != "_IngestionTime"
+            }
+            for line in table_file.open()
+        ]
+        (logdir / f"{table_file.stem}.json").write_text(json.dumps(items))
+    manifest = json.loads((generated / "tenant.json").read_text())
+
+    result = replay(str(logdir), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert "skipped" not in result.stderr
+    alerts = json.loads(result.stdout)
+    raised = {(a["detection"], a["user_id"]) for a in alerts if a["detection"] in MANDATORY_MFA}
+    expected = {
+        (detection, p["object_id"])
+        for p in manifest["principals"]
+        for detection in p["expected"]
+        if detection in MANDATORY_MFA
+    }
+    assert raised == expected
+    assert {detection for detection, _ in raised} == set(MANDATORY_MFA)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from devstack.stack import Devstack
+from monitors.adapters.table_store import key
 from monitors.adapters.teams import PostResult
 from monitors.bootstrap import services_from_environment, tick
 from monitors.detections.break_glass_use import BG_ID, BG_UPN, PASSWORD, sign_in_row
@@ -286,3 +287,38 @@ def test_a_lease_taken_over_is_not_released_by_its_old_holder(services: Services
         Lease.acquire(services.store, workspace, now + LEASE_TTL + timedelta(seconds=2))
     second.release()
     Lease.acquire(services.store, workspace, now + LEASE_TTL + timedelta(seconds=3)).release()
+
+
+def test_ropc_sign_in_alerts_once_per_user_and_app(devstack: Devstack, services: Services) -> None:
+    """ropc-sign-in's baseline is "user|app" (Finding.subject): the same account's password grant
+    from the same tool alerts once; from another tool it is new."""
+    from monitors.detections.ropc_sign_in import AZURE_CLI, POWERSHELL, SVC_ID
+    from monitors.detections.ropc_sign_in import sign_in_row as ropc_row
+
+    now = datetime.now(UTC)
+    ingest(
+        devstack, "SigninLogs", [ropc_row("ropc-1")], now - timedelta(minutes=9), now - timedelta(minutes=8)
+    )
+    tick(services, now)
+
+    def ropc_alerts() -> list[dict[str, Any]]:
+        return [row for row in history(services) if row["Detection"] == "ropc-sign-in"]
+
+    # The account also scores as user-service-account (password grant, no interactive use): that
+    # detection's own baseline, once per account; this test is about ropc-sign-in's.
+    assert len(ropc_alerts()) == 1
+    assert {row["Detection"] for row in history(services)} <= {"ropc-sign-in", "user-service-account"}
+
+    later = now + timedelta(minutes=5)
+    cli = {"AppId": AZURE_CLI, "AppDisplayName": "Microsoft Azure CLI"}
+    ingest(devstack, "SigninLogs", [ropc_row("ropc-2"), ropc_row("ropc-3", **cli)],
+           later - timedelta(minutes=4), later - timedelta(minutes=3))  # fmt: skip
+    second = tick(services, later)
+    assert second.alerts_stored == 1  # the CLI is new; PowerShell is in the baseline
+    ropc = ropc_alerts()
+    assert len(ropc) == 2
+    assert {row["PrincipalKey"] for row in ropc} == {SVC_ID}  # history stays keyed by the user
+    baseline = {
+        e["RowKey"] for e in services.store.query("baseline", "PartitionKey eq @pk", {"pk": "ropc-sign-in"})
+    }
+    assert baseline == {key(f"{SVC_ID}|{POWERSHELL}"), key(f"{SVC_ID}|{AZURE_CLI}")}

@@ -436,6 +436,34 @@ def test_break_glass_card_from_parsed_query_rows() -> None:
     assert card["actions"][1]["title"] == "Entra sign-in logs"
 
 
+def test_mfa_blocked_automation_card_names_each_tool_once_and_reads_the_policy_error() -> None:
+    """A token refusal (sign-in log: app name) and a rejected write (Activity Log: app id only) from
+    the same CLI are one tool; the write's status is the ARM error, not its JSON."""
+    from devstack.tenant import _policy_denied
+    from monitors.detections import mfa_blocked_automation as blocked
+
+    base = {"UserId": blocked.SVC_ID, "UserPrincipalName": blocked.SVC_UPN, "AppId": blocked.AZURE_CLI,
+            "IPAddress": "20.62.118.40", "TimeGenerated": "2026-11-20T02:00:41Z"}  # fmt: skip
+    rows = [
+        {**base, "Source": "AADNonInteractiveUserSignInLogs", "EventId": "n1", "App": "Microsoft Azure CLI",
+         "Result": "50074"},
+        {**base, "Source": "AzureActivity", "EventId": "a1", "App": "", "Result": "Failure",
+         "Operation": "Microsoft.Storage/storageAccounts/write",
+         "Detail": f"Forbidden {blocked.DENIED_BY_MFA_POLICY}"},
+    ]  # fmt: skip
+    detection = blocked.DETECTION
+    (finding,) = detection.evaluate([detection.parse(r) for r in rows], Context())
+    card = _valid(build_message(_alert(finding), detection, LINKS))
+    assert _facts(card)["Tools"] == "Azure CLI \\(also Terraform, Bicep, scripts\\)"
+    rejected = next(e["text"] for e in _event_lines(card) if "ARM write rejected" in e["text"])
+    assert "Status: Forbidden: RequestDisallowedByPolicy: Resource 'stwebprod01' was disallowed" in rejected
+    assert '"error"' not in rejected
+    # the generator's longer policy message (over 300 characters) parses too
+    long_row = {**rows[1], "Detail": "Forbidden " + _policy_denied("st" + "x" * 20)}
+    status = dict(blocked._line(detection.parse(long_row)).fields)["Status"]
+    assert status.startswith("Forbidden: RequestDisallowedByPolicy: Resource 'stxxxx")
+
+
 def test_hostile_values_everywhere_render_inert() -> None:
     evil = f"{EVIL_LINK} **urgent** ${{jndi:ldap://x}} <at>all</at>\u202e"
     finding = Finding(

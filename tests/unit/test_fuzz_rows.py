@@ -6,16 +6,30 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.teams_sink import validate_message
 from monitors import alerts, cards
-from monitors.detections import break_glass_use, user_arm_write
+from monitors.detections import (
+    DETECTIONS,
+    break_glass_use,
+    guest_arm_write,
+    mfa_blocked_automation,
+    policy_mfa_audit,
+    ropc_sign_in,
+    user_arm_write,
+)
 from monitors.detections.base import Context, RowError
 from monitors.settings import BreakGlassAccounts
+
+REPO = Path(__file__).resolve().parents[2]
 
 BG_ID = "7f6d3c2a-5b4e-4c1d-9a8b-0e1f2a3b4c5d"
 CONTEXT = Context(break_glass=BreakGlassAccounts(object_ids=frozenset({BG_ID}), upns=frozenset({"bg@x.com"})))
@@ -80,10 +94,51 @@ break_glass_rows = st.fixed_dictionaries({
 })  # fmt: skip
 
 
+mfa_blocked_rows = st.fixed_dictionaries({
+    "EventId": guid, "TimeGenerated": iso_time,
+    "Source": st.sampled_from(["SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity"]),
+    "UserId": guid, "UserPrincipalName": nasty_text, "AppId": st.one_of(guid, nasty_text),
+    "App": nasty_text, "IPAddress": nasty_text, "UserAgent": nasty_text, "Protocol": nasty_text,
+    "Result": st.sampled_from(["50074", "50076", "50079", "50072", "Failure"]), "Detail": nasty_text,
+    "Operation": nasty_text,
+})  # fmt: skip
+
+ropc_rows = st.fixed_dictionaries({
+    "EventId": guid, "TimeGenerated": iso_time,
+    "Source": st.sampled_from(["SigninLogs", "AADNonInteractiveUserSignInLogs"]),
+    "UserId": guid, "UserPrincipalName": nasty_text, "UserType": nasty_text, "AppId": guid,
+    "App": nasty_text, "Resource": nasty_text, "ResourceId": st.one_of(guid, nasty_text),
+    "IPAddress": nasty_text, "UserAgent": nasty_text, "ResultType": st.sampled_from(["0", "50076", "53003"]),
+    "ResultDescription": nasty_text,
+})  # fmt: skip
+
+guest_rows = st.fixed_dictionaries({
+    "EventId": guid, "TimeGenerated": iso_time, "UserId": guid, "UserPrincipalName": nasty_text,
+    "Operation": nasty_text, "Status": nasty_text, "OperationKey": nasty_text, "AuthMethods": nasty_text,
+    "IdentityProvider": nasty_text, "ResourceTenant": guid, "ClientAppId": guid, "IPAddress": nasty_text,
+    "SubscriptionId": guid, "Resource": nasty_text,
+})  # fmt: skip
+
+policy_json = st.lists(
+    st.fixed_dictionaries({
+        "policyDefinitionName": st.one_of(nasty_text, st.sampled_from(
+            ["4e6c27d5-a6ee-49cf-b2b4-d8fe90fa2b8b", "db4a9d17-db75-4f46-9fcb-9f9526604417"])),
+        "policyAssignmentName": nasty_text,
+    }), max_size=3,
+).map(json.dumps)  # fmt: skip
+
+policy_rows = st.fixed_dictionaries({
+    "EventId": guid, "TimeGenerated": iso_time, "UserId": guid, "UserPrincipalName": nasty_text,
+    "Policies": st.one_of(policy_json, nasty_text), "Resource": nasty_text, "CorrelationId": guid,
+    "IPAddress": nasty_text, "ClientAppId": guid, "AuthMethods": nasty_text, "SubscriptionId": guid,
+})  # fmt: skip
+
+BY_ID = {d.id: d for d in DETECTIONS}
+
+
 def check_message(finding_list: list) -> None:
     for alert in alerts.make_alerts(finding_list, NOW):
-        detection = user_arm_write.DETECTION if alert.finding.detection == "user-arm-write" else (
-            break_glass_use.DETECTION)  # fmt: skip
+        detection = BY_ID[alert.finding.detection]
         message = cards.build_message(alert, detection, LINKS)
         body = json.dumps(message).encode()
         assert validate_message(body) == []
@@ -100,28 +155,53 @@ FUZZ = settings(
 )
 
 
+FUZZED: Counter[str] = Counter()  # rows generated, and how many were skipped as RowError
+
+
+def parse_all(parse: Callable[[dict], object], rows: list[dict]) -> list:
+    """What the pipeline does with a result: parse each row, skip (and count) the bad ones."""
+    parsed = []
+    for row in rows:
+        FUZZED["rows"] += 1
+        try:
+            parsed.append(parse(row))
+        except RowError:
+            FUZZED["skipped"] += 1
+    return parsed
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_rows_fuzzed() -> Iterator[None]:
+    """RELIABILITY.md reports how many rows were fuzzed (tests/reliability/conftest.py reads this)."""
+    yield
+    results = os.environ.get("RELIABILITY_RESULTS") or REPO / "artifacts" / "reliability" / "results.json"
+    path = Path(results).with_name("fuzz.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**FUZZED, "examples_per_test": FUZZ.max_examples}))
+
+
 @FUZZ
 @given(st.lists(corrupted(user_arm_rows), min_size=1, max_size=3))
 def test_user_arm_write_rows(rows: list[dict]) -> None:
-    parsed = []
-    for row in rows:
-        try:
-            parsed.append(user_arm_write.parse(row))
-        except RowError:
-            continue  # skipped and counted by the pipeline
-    check_message(user_arm_write.evaluate(parsed, Context()))
+    check_message(user_arm_write.evaluate(parse_all(user_arm_write.parse, rows), Context()))
 
 
 @FUZZ
 @given(st.lists(corrupted(break_glass_rows), min_size=1, max_size=5))
 def test_break_glass_rows(rows: list[dict]) -> None:
-    parsed = []
-    for row in rows:
-        try:
-            parsed.append(break_glass_use.parse(row))
-        except RowError:
-            continue
-    check_message(break_glass_use.evaluate(parsed, CONTEXT))
+    check_message(break_glass_use.evaluate(parse_all(break_glass_use.parse, rows), CONTEXT))
+
+
+@FUZZ
+@given(
+    st.sampled_from([
+        (mfa_blocked_automation, mfa_blocked_rows), (ropc_sign_in, ropc_rows),
+        (guest_arm_write, guest_rows), (policy_mfa_audit, policy_rows),
+    ]).flatmap(lambda pair: st.tuples(st.just(pair[0]), st.lists(corrupted(pair[1]), min_size=1, max_size=4)))
+)  # fmt: skip
+def test_mandatory_mfa_detection_rows(case: tuple) -> None:
+    module, rows = case
+    check_message(module.evaluate(parse_all(module.parse, rows), Context()))
 
 
 def test_invalid_json_and_a_1_mb_user_agent_are_contained() -> None:

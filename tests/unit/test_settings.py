@@ -191,7 +191,8 @@ def test_blindness_settings_default_and_parse() -> None:
 def test_the_issue_8_detections_can_each_be_switched_off() -> None:
     from monitors.detections import enabled
 
-    new = ("source-silent", "break-glass-weak-method", "user-service-account")
+    new = ("source-silent", "break-glass-weak-method", "user-service-account", "mfa-blocked-automation",
+           "ropc-sign-in", "guest-arm-write", "policy-mfa-audit")  # fmt: skip
     settings = load_settings({**VALID, "DISABLED_DETECTIONS": ",".join(new)})
     assert settings.disabled_detections == set(new)
     assert [d.id for d in enabled(settings.disabled_detections)] == ["user-arm-write", "break-glass-use"]

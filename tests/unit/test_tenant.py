@@ -24,8 +24,12 @@ from devstack.tenant import (
     ARM,
     BREAK_GLASS_USE,
     BREAK_GLASS_WEAK_METHOD,
+    GUEST_ARM_WRITE,
     KINDS,
+    MFA_BLOCKED_AUTOMATION,
     NONINTERACTIVE,
+    POLICY_MFA_AUDIT,
+    ROPC_SIGN_IN,
     SIGNIN,
     SITE_WRITE,
     SOURCE_SILENT,
@@ -444,10 +448,42 @@ def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) 
         password_right = row["ResultType"] in ("0", "50072", "50074", "50076", "50079", "500121", "53003")
         if row["UserId"] in automation and row["ResourceIdentity"] in targets and password_right:
             truth[row["UserId"]].add(tenant.USER_SERVICE_ACCOUNT)
+    _mandatory_mfa_truth(rows, manifest, truth)
     for p in manifest["principals"]:
         assert set(p["expected"]) == truth.get(p["object_id"], set()), p
     writers = {p["kind"] for p in manifest["principals"] if USER_ARM_WRITE in p["expected"]}
     assert {"human-no-mfa", "human-mfa", "admin", "service-account", "guest"} <= writers
+    for detection in (MFA_BLOCKED_AUTOMATION, ROPC_SIGN_IN, GUEST_ARM_WRITE, POLICY_MFA_AUDIT):
+        assert any(detection in p["expected"] for p in manifest["principals"]), detection
+
+
+def _mandatory_mfa_truth(rows: Rows, manifest: dict[str, Any], truth: dict[str, set[str]]) -> None:
+    """The issue-8 detections, derived from the rows independently of the generator's verdicts."""
+    kinds = {p["object_id"]: p["kind"] for p in manifest["principals"]}
+    users = {p["user_principal_name"]: p for p in manifest["principals"] if p["user_principal_name"]}
+    for table in (SIGNIN, NONINTERACTIVE):
+        for row in rows[table]:
+            if kinds.get(row["UserId"]) in tenant.WORKLOAD_KINDS:
+                continue
+            unattended = table == NONINTERACTIVE or row["AuthenticationProtocol"] == "ropc"
+            refused_for_mfa = row["ResultType"] in ("50074", "50076", "50079", "50072")
+            if unattended and row["ResourceIdentity"] == ARM.resource_id and refused_for_mfa:
+                truth[row["UserId"]].add(MFA_BLOCKED_AUTOMATION)
+            password_accepted = refused_for_mfa or row["ResultType"] in ("0", "53003")
+            if row["AuthenticationProtocol"] == "ropc" and password_accepted:
+                truth[row["UserId"]].add(ROPC_SIGN_IN)
+    for row in rows[ACTIVITY]:
+        who = users.get(row["Caller"])
+        if who is None:
+            continue
+        if row["CategoryValue"] == "Administrative" and who["kind"] == "guest":
+            truth[who["object_id"]].add(GUEST_ARM_WRITE)
+        status = str(row["Properties_d"].get("statusMessage") or "")
+        if row["ActivityStatusValue"] == "Failure" and "RequestDisallowedByPolicy" in status:
+            assert tenant.MFA_POLICY_WRITE in status
+            truth[who["object_id"]].add(MFA_BLOCKED_AUTOMATION)
+        if row["OperationNameValue"] == "Microsoft.Authorization/policies/audit/action":
+            truth[who["object_id"]].add(POLICY_MFA_AUDIT)
 
 
 # --------------------------------------------------------------------------- delivery: late rows, duplicates

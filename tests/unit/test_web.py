@@ -838,7 +838,7 @@ def test_chart_view_stacks_days_by_detection_with_a_text_alternative() -> None:
         "2026-03-01": Counter({"user-arm-write": 1, "break-glass-use": 2, "retired-detection": 1}),
     }
     chart = web.chart_view(counts, DETECTIONS)
-    # The catalogue in its order, then detections no longer in it.
+    # every detection in the catalogue has a series (in catalogue order), then retired ones seen in history
     assert chart["series"] == [*DETECTION_IDS, "retired-detection"]
     assert chart["series"][:2] == ["user-arm-write", "break-glass-use"]
     assert len(chart["bars"]) == 4

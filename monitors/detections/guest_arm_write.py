@@ -1,0 +1,285 @@
+"""guest-arm-write: a B2B guest performs ARM writes in this tenant.
+
+Why: mandatory MFA covers guests too. A guest's ARM write needs a token that satisfied MFA
+either here (the guest registered MFA in this tenant) or in its home tenant, and then only if
+this tenant's cross-tenant access settings trust the home tenant's MFA. Nobody in this tenant
+manages the guest's credentials, so when a partner's script or consultant writes here someone
+must own the relationship: who invited them, does the access still make sense, will it break.
+
+A guest is recognised from its token (AzureActivity has no UserType): a "#EXT#" UPN, or an
+identity provider (idp claim) other than this tenant. The home tenant is read from that claim.
+The inviter is not in the sign-in or Activity logs; the card says where to find it.
+
+Severity: high when a write ran without MFA or failed; medium otherwise.
+Dedupe: once per guest (a baseline).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from monitors.detections.base import (
+    Case,
+    Context,
+    Detection,
+    Row,
+    RowError,
+    client_app_name,
+    object_id,
+    summarize_list,
+    text,
+    when,
+)
+from monitors.model import EventLine, Finding, Principal, Severity
+
+ID = "guest-arm-write"
+
+RUNBOOK = (
+    "Find who owns the relationship: in the Entra admin center open the guest (Users, by the object "
+    "id below) and read its sponsors and 'Invited by'; the directory audit log entry 'Invite external "
+    "user' names the inviter. Ask them whether this access is still needed.",
+    "Check MFA: the guest's ARM writes need MFA from this tenant or from its home tenant (below). If "
+    "this tenant's cross-tenant access settings do not trust MFA from that tenant, the guest must "
+    "register MFA here; otherwise the partner's MFA applies.",
+    "Automation from the partner (a script, a pipeline, a managed service provider's tooling) "
+    "should not run as a guest user: ask for a workload identity instead (a multi-tenant app, or Azure "
+    "Lighthouse delegated access) and remove the guest's Azure role assignments.",
+    "Not needed any more, or nobody recognises it: remove the role assignments and the guest account, "
+    "and review what the operations changed.",
+    "Accepted (a named consultant, until a date)? Record a waiver with the sponsor as owner and an expiry.",
+)
+
+FALSE_POSITIVES = (
+    "A consultant or partner engineer invited to do exactly this work: expected once per guest; "
+    "confirm with the sponsor and waive with an expiry.",
+    "Members whose UPN contains #EXT# after a conversion from guest to member keep the marker.",
+)
+
+INVITER = "not in these logs: see the guest's sponsors, and 'Invite external user' in the directory audit log"
+_TENANT_IN_IDP = re.compile(r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuestEvent:
+    """One Activity Log row of a guest's ARM operation."""
+
+    event_id: str
+    time: datetime
+    principal: Principal
+    operation: str
+    operation_key: str  # groups the Start, Accept and Success/Failure rows of one operation
+    status: str
+    with_mfa: bool
+    identity_provider: str | None
+    resource_tenant: str | None
+    client_app_id: str | None
+    ip_address: str | None
+    subscription: str | None
+    resource: str | None
+
+    @property
+    def failed(self) -> bool:
+        return self.status.lower() in ("failure", "failed")
+
+    @property
+    def home_tenant(self) -> str | None:
+        """The home tenant id from the idp claim (https://sts.windows.net/<id>/), else the provider."""
+        if not self.identity_provider:
+            return None
+        match = _TENANT_IN_IDP.search(self.identity_provider)
+        return match.group(1).lower() if match else self.identity_provider
+
+
+def parse(row: Row) -> GuestEvent:
+    upn = text(row, "UserPrincipalName", limit=256)
+    user_id = object_id(row, "UserId")
+    if not user_id and not upn:
+        raise RowError("neither an object id nor a UPN")
+    event_id = text(row, "EventId", required=True, limit=64) or ""
+    return GuestEvent(
+        event_id=event_id,
+        time=when(row, "TimeGenerated"),
+        principal=Principal(user_id=user_id, user_principal_name=upn.lower() if upn else None),
+        operation=text(row, "Operation", required=True, limit=200) or "",
+        operation_key=text(row, "OperationKey", limit=64) or event_id,
+        status=text(row, "Status", limit=32) or "unknown",
+        with_mfa="mfa" in (text(row, "AuthMethods", limit=64) or "").lower().split(","),
+        identity_provider=text(row, "IdentityProvider", limit=200),
+        resource_tenant=text(row, "ResourceTenant", limit=64),
+        client_app_id=text(row, "ClientAppId", limit=64),
+        ip_address=text(row, "IPAddress", limit=64),
+        subscription=text(row, "SubscriptionId", limit=64),
+        resource=text(row, "Resource", limit=400),
+    )
+
+
+def evaluate(events: Sequence[GuestEvent], context: Context) -> list[Finding]:
+    by_principal: dict[str, list[GuestEvent]] = {}
+    for event in events:
+        by_principal.setdefault(event.principal.key, []).append(event)
+    return [
+        _finding(sorted(group, key=lambda e: (e.time, e.event_id)))
+        for key, group in by_principal.items()
+        if key not in context.known_principals
+    ]
+
+
+def _distinct(values: Sequence[str | None]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def _finding(events: list[GuestEvent]) -> Finding:
+    principal = next((e.principal for e in events if e.principal.user_id), events[0].principal)
+    operations = _distinct([e.operation_key for e in events])
+    without_mfa = _distinct([e.operation_key for e in events if not e.with_mfa])
+    failed = _distinct([e.operation_key for e in events if e.failed])
+    homes = _distinct([e.home_tenant for e in events])
+    home = summarize_list(homes) if homes else "unknown (the token has no idp claim; see the guest's UPN)"
+    names = summarize_list(_distinct([e.operation for e in events]))
+    tools = _distinct([client_app_name(e.client_app_id) for e in events if e.client_app_id])
+    mfa = f"NO: {len(without_mfa)} operation(s) without MFA" if without_mfa else "yes, every token had MFA"
+    return Finding(
+        detection=ID,
+        severity=Severity.HIGH if without_mfa or failed else Severity.MEDIUM,
+        principal=principal,
+        headline=f"B2B guest doing ARM writes: {principal.label}",
+        facts=(
+            ("Guest", principal.label),
+            ("Object id (this tenant)", principal.user_id or "not in the log"),
+            ("Home tenant", home),
+            ("Invited by", INVITER),
+            ("Operations", f"{len(operations)} ({len(events)} log rows): {names}"),
+            ("MFA", mfa),
+            ("Failed", f"{len(failed)} of {len(operations)} operations"),
+            ("Tools", summarize_list(tools)),
+            ("IP addresses", summarize_list(_distinct([e.ip_address for e in events]))),
+            ("Subscriptions", summarize_list(_distinct([e.subscription for e in events]), shown=3)),
+            ("First", events[0].time.isoformat(timespec="seconds")),
+            ("Last", events[-1].time.isoformat(timespec="seconds")),
+        ),
+        events=tuple(_line(e) for e in events),
+        event_ids=tuple(e.event_id for e in events),
+        first_time=events[0].time,
+        last_time=events[-1].time,
+    )
+
+
+def _line(event: GuestEvent) -> EventLine:
+    fields = (
+        ("Operation", event.operation),
+        ("Status", event.status),
+        ("MFA", "yes" if event.with_mfa else "no"),
+        ("Resource", event.resource or "unknown"),
+        ("IP", event.ip_address or "unknown"),
+    )
+    return EventLine(
+        event_id=event.event_id,
+        time=event.time,
+        source="AzureActivity",
+        fields=fields,
+        flagged=not event.with_mfa or event.failed,
+    )
+
+
+# --- cases: raw AzureActivity rows (shapes of the exported fixture), run through the KQL above
+
+RESOURCE_TENANT = "d8d95641-7656-4287-916b-1ab0d7670dce"
+HOME_TENANT = "c72298a0-1263-446b-88be-218b13844c82"
+GUEST_ID = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"
+GUEST_UPN = "lars.ng_fabrikam.com#EXT#@contoso.onmicrosoft.com"
+AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
+UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
+OID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+TID = "http://schemas.microsoft.com/identity/claims/tenantid"
+
+
+def claims(amr: str = "pwd", upn: str | None = GUEST_UPN, idp: str | None = HOME_TENANT) -> dict:
+    token = {"appid": "c44b4083-3bb0-49c1-b47d-974e53cbdf3c", AMR: amr, OID: GUEST_ID, TID: RESOURCE_TENANT}
+    if upn:
+        token[UPN] = upn
+    if idp:
+        token["idp"] = f"https://sts.windows.net/{idp}/"
+    return token
+
+
+def arm_row(event_id: str, caller: str, token: dict, status: str = "Success", **extra: str) -> dict:
+    return {
+        "TimeGenerated": "2026-11-20T13:05:00Z",
+        "EventDataId": event_id,
+        "OperationId": "op-1",
+        "CorrelationId": "corr-1",
+        "CategoryValue": "Administrative",
+        "OperationNameValue": "Microsoft.Web/sites/write",
+        "ActivityStatusValue": status,
+        "Caller": caller,
+        "CallerIpAddress": "91.64.10.22",
+        "SubscriptionId": "2e1a9236-0b4f-4dc2-9a67-ff6de804d3f3",
+        "_ResourceId": "/subscriptions/2e1a9236-0b4f-4dc2-9a67-ff6de804d3f3/resourcegroups/rg-web-prod/"
+        "providers/microsoft.web/sites/app-web-prod-01",
+        "Claims": json.dumps(token),
+        **extra,
+    }
+
+
+CASES = (
+    Case(
+        name="a guest's Start and Success rows are one operation, one alert",
+        rows={
+            "AzureActivity": [
+                arm_row("g1", GUEST_UPN, claims(), status="Start"),
+                arm_row("g2", GUEST_UPN, claims()),
+            ]
+        },
+        findings=1,
+    ),
+    Case(
+        name="a guest token without a upn claim is known by its home tenant's idp",
+        rows={"AzureActivity": [arm_row("g3", GUEST_UPN, claims(amr="pwd,mfa", upn=None))]},
+        findings=1,
+    ),
+    Case(
+        name="a member of this tenant does not fire",
+        rows={
+            "AzureActivity": [
+                arm_row("g4", "AdeleV@contoso.com", claims(upn="AdeleV@contoso.com", idp=None)),
+                arm_row("g5", "AdeleV@contoso.com", claims(upn="AdeleV@contoso.com", idp=RESOURCE_TENANT)),
+            ]
+        },
+        findings=0,
+    ),
+    Case(
+        name="a service principal from a partner tenant is a workload, not a guest",
+        rows={
+            "AzureActivity": [
+                arm_row("g6", "0b3c4d5e-1111-4222-8333-444455556666", {**claims(upn=None), "idtyp": "app"})
+            ]
+        },
+        findings=0,
+    ),
+    Case(
+        name="a guest already alerted does not fire again",
+        rows={"AzureActivity": [arm_row("g7", GUEST_UPN, claims())]},
+        findings=0,
+        context=Context(known_principals=frozenset({GUEST_ID})),
+    ),
+)
+
+DETECTION = Detection(
+    id=ID,
+    title="B2B guest performs ARM writes",
+    severity=Severity.HIGH,
+    mitre=("T1078.004", "T1199"),
+    description=__doc__ or "",
+    runbook=RUNBOOK,
+    false_positives=FALSE_POSITIVES,
+    query_file=Path(__file__).with_suffix(".kql"),
+    dedupe="principal",
+    parse=parse,
+    evaluate=evaluate,
+    cases=CASES,
+)

@@ -1,0 +1,373 @@
+"""mfa-blocked-automation: automation running as a user account has been broken by mandatory MFA.
+
+Why: from mandatory MFA phase 2, ARM refuses create/update/delete requests from a user token
+without MFA. Automation signed in as a user (a refresh token cached on a build agent, a script
+with a stored password) cannot answer an MFA prompt: its token requests for ARM fail with
+50074/50076/50079/50072, or its writes are rejected. Something stopped working (a deployment, a
+nightly job), and the only lasting fix is to move it to a workload identity; scripting around
+MFA is the wrong fix.
+
+What counts: a refused ARM token request from a client nobody sits at (the non-interactive log,
+or the password grant in the interactive log), and ARM writes by a user rejected for lack of MFA.
+An interactive sign-in that meets an MFA prompt is a person, not automation, and is left out.
+
+Severity: high (an outage in progress, and a user account doing a workload's job).
+Dedupe: once per user account (a baseline); every refusal in the tick is listed on that alert.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from monitors.detections.base import (
+    CLIENT_APPS,
+    Case,
+    Context,
+    Detection,
+    Row,
+    RowError,
+    client_app_name,
+    object_id,
+    summarize_list,
+    text,
+    when,
+)
+from monitors.model import EventLine, Finding, Principal, Severity
+
+ID = "mfa-blocked-automation"
+
+RUNBOOK = (
+    "This automation has broken: find it. The tools, user agents and IP addresses below point to "
+    "the machine or pipeline (a build agent, a VM running a scheduled script, a Terraform job).",
+    "Migrate it to a workload identity: a managed identity for code running on Azure, federated "
+    "credentials (OIDC) for CI/CD, or a service principal with a certificate. Grant that identity the "
+    "roles the account had, at the narrowest scope.",
+    "Then remove the user account's Azure role assignments and stored credentials, or disable the "
+    "account if it exists only for this automation.",
+    "Do not exclude the account from MFA or script an MFA prompt: mandatory MFA has no exclusions, "
+    "and a workaround keeps a password-based identity with write access alive.",
+    "Migration under way? Record a waiver with an owner and an expiry so the team knows who is on it.",
+)
+
+FALSE_POSITIVES = (
+    "A person's CLI or PowerShell session whose cached token predates their MFA registration: the "
+    "silent refresh fails once, then they sign in again with MFA. Confirm with the owner; "
+    "nothing to migrate.",
+    "A failed write whose status message merely mentions multi-factor authentication for another reason.",
+)
+
+ARM_RESOURCE = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
+MFA_REQUIRED = {
+    "50074": "strong authentication required",
+    "50076": "MFA required",
+    "50079": "MFA registration required",
+    "50072": "MFA enrolment required",
+}
+MIGRATE = (
+    "migrate this automation to a workload identity (managed identity, federated credentials "
+    "or a service principal with a certificate)"
+)
+SOURCES = {
+    "SigninLogs": "token request (password grant)",
+    "AADNonInteractiveUserSignInLogs": "token request (non-interactive)",
+    "AzureActivity": "ARM write rejected",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockedEvent:
+    event_id: str
+    source: str
+    time: datetime
+    principal: Principal
+    app_id: str | None
+    app: str | None
+    ip_address: str | None
+    user_agent: str | None
+    protocol: str | None
+    result: str
+    detail: str | None
+    operation: str | None
+
+
+def parse(row: Row) -> BlockedEvent:
+    source = text(row, "Source", required=True)
+    if source not in SOURCES:
+        raise RowError(f"unexpected source {source!r}")
+    upn = text(row, "UserPrincipalName", limit=256)
+    user_id = object_id(row, "UserId")
+    if not user_id and not upn:
+        raise RowError("neither an object id nor a UPN")
+    return BlockedEvent(
+        event_id=text(row, "EventId", required=True, limit=64) or "",
+        source=source,
+        time=when(row, "TimeGenerated"),
+        principal=Principal(user_id=user_id, user_principal_name=upn.lower() if upn else None),
+        app_id=text(row, "AppId", limit=64),
+        app=text(row, "App", limit=128),
+        ip_address=text(row, "IPAddress", limit=64),
+        user_agent=text(row, "UserAgent", limit=256),
+        protocol=text(row, "Protocol", limit=32),
+        result=text(row, "Result", required=True, limit=64) or "",
+        detail=text(row, "Detail", limit=4000),  # whole, so the ARM error JSON parses; cards bound it
+        operation=text(row, "Operation", limit=200),
+    )
+
+
+def evaluate(events: Sequence[BlockedEvent], context: Context) -> list[Finding]:
+    by_principal: dict[str, list[BlockedEvent]] = {}
+    for event in events:
+        by_principal.setdefault(event.principal.key, []).append(event)
+    return [
+        _finding(sorted(group, key=lambda e: (e.time, e.event_id)))
+        for key, group in by_principal.items()
+        if key not in context.known_principals
+    ]
+
+
+def _tool(event: BlockedEvent) -> str:
+    """The same name whichever log the event came from (Activity Log rows carry only the app id)."""
+    if event.app_id and event.app_id.lower() in CLIENT_APPS:
+        return client_app_name(event.app_id)
+    if event.app:
+        return f"{event.app} ({event.app_id})" if event.app_id else event.app
+    return client_app_name(event.app_id) if event.app_id else "unknown"
+
+
+def _status(detail: str | None, result: str, limit: int = 500) -> str:
+    """'Forbidden: RequestDisallowedByPolicy: <message>' from '<statusCode> <statusMessage JSON>'.
+
+    The row keeps the whole text so the JSON parses; what is shown is bounded (an alert holds up
+    to 200 events, and history stores them all).
+    """
+    if not detail:
+        return result
+    shown = detail
+    code, _, message = detail.partition(" ")
+    try:
+        error = json.loads(message).get("error", {})
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict) and error.get("code"):
+        shown = ": ".join(str(p) for p in (code, error["code"], error.get("message")) if p)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def _distinct(values: Sequence[str | None]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def _finding(events: list[BlockedEvent]) -> Finding:
+    principal = next((e.principal for e in events if e.principal.user_id), events[0].principal)
+    refused = [e for e in events if e.source != "AzureActivity"]
+    rejected = len(events) - len(refused)
+    codes = sorted({e.result for e in refused})
+    ropc = any((e.protocol or "").lower() == "ropc" for e in events)
+    return Finding(
+        detection=ID,
+        severity=Severity.HIGH,
+        principal=principal,
+        headline=f"Automation broken by mandatory MFA: {principal.label}",
+        facts=(
+            ("User", principal.label),
+            ("Object id", principal.user_id or "not in the log"),
+            ("What failed", f"{len(refused)} ARM token request(s) refused, {rejected} ARM write(s) rejected"),
+            ("Error codes", summarize_list([f"{c} ({MFA_REQUIRED.get(c, 'MFA required')})" for c in codes])),
+            ("Tools", summarize_list(_distinct([_tool(e) for e in events]))),
+            ("Password grant (ROPC)", "yes: can never satisfy MFA" if ropc else "no"),
+            ("IP addresses", summarize_list(_distinct([e.ip_address for e in events]))),
+            ("User agents", summarize_list(_distinct([e.user_agent for e in events]), shown=3)),
+            ("Fix", MIGRATE),
+            ("First", events[0].time.isoformat(timespec="seconds")),
+            ("Last", events[-1].time.isoformat(timespec="seconds")),
+        ),
+        events=tuple(_line(e) for e in events),
+        event_ids=tuple(e.event_id for e in events),
+        first_time=events[0].time,
+        last_time=events[-1].time,
+    )
+
+
+def _line(event: BlockedEvent) -> EventLine:
+    fields = [("What", SOURCES[event.source])]
+    if event.source == "AzureActivity":
+        fields += [
+            ("Operation", event.operation or "unknown"),
+            ("Status", _status(event.detail, event.result)),
+        ]
+    else:
+        fields.append(("Result", f"{event.result}: {MFA_REQUIRED.get(event.result, 'MFA required')}"))
+    fields += [("App", _tool(event)), ("IP", event.ip_address or "unknown")]
+    if event.user_agent:
+        fields.append(("User agent", event.user_agent))
+    return EventLine(
+        event_id=event.event_id, time=event.time, source=event.source, fields=tuple(fields), flagged=True
+    )
+
+
+# --- cases: raw sign-in and Activity Log rows (shapes of the exported fixtures), run through the KQL
+
+SVC_ID = "3f1c2b8e-6a0d-4e57-9c21-7d4b5a6e8f90"
+SVC_UPN = "svc-terraform-003@contoso.com"
+AZURE_CLI = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+GRAPH = "00000003-0000-0000-c000-000000000000"
+
+
+def sign_in_row(event_id: str, result: str = "50074", **extra: object) -> dict:
+    """A refused token request as AADNonInteractiveUserSignInLogs stores it (Status is JSON text)."""
+    return {
+        "TimeGenerated": "2026-11-20T02:00:41Z",
+        "Id": event_id,
+        "UserId": SVC_ID,
+        "UserPrincipalName": SVC_UPN,
+        "UserType": "Member",
+        "AppId": AZURE_CLI,
+        "AppDisplayName": "Microsoft Azure CLI",
+        "ResourceIdentity": ARM_RESOURCE,
+        "ResourceDisplayName": "Windows Azure Service Management API",
+        "ResultType": result,
+        "ResultDescription": "Strong Authentication is required.",
+        "AuthenticationProtocol": "none",
+        "AuthenticationRequirement": "multiFactorAuthentication",
+        "IPAddress": "20.62.118.40",
+        "UserAgent": "python/3.11.9 (Linux) AZURECLI/2.64.0 (DEB)",
+        "Status": json.dumps(
+            {"errorCode": int(result), "failureReason": "Strong Authentication is required"}
+        ),
+        "IsInteractive": False,
+        **extra,
+    }
+
+
+def rejected_write_row(event_id: str, status_message: str, claims: dict | None = None) -> dict:
+    """A user's ARM write refused by the built-in MFA policy in deny mode (Failure row)."""
+    properties = {
+        "statusCode": "Forbidden",
+        "statusMessage": status_message,
+        "eventCategory": "Administrative",
+    }
+    return {
+        "TimeGenerated": "2026-11-20T02:01:10Z",
+        "EventDataId": event_id,
+        "CorrelationId": f"corr-{event_id}",
+        "CategoryValue": "Administrative",
+        "OperationNameValue": "Microsoft.Storage/storageAccounts/write",
+        "ActivityStatusValue": "Failure",
+        "Caller": SVC_UPN,
+        "CallerIpAddress": "20.62.118.40",
+        "Claims": json.dumps(
+            claims
+            or {
+                "appid": AZURE_CLI,
+                "http://schemas.microsoft.com/claims/authnmethodsreferences": "pwd",
+                "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": SVC_UPN,
+                "http://schemas.microsoft.com/identity/claims/objectidentifier": SVC_ID,
+            }
+        ),
+        "Properties": json.dumps(properties),
+    }
+
+
+DENIED_BY_MFA_POLICY = json.dumps(
+    {
+        "error": {
+            "code": "RequestDisallowedByPolicy",
+            "message": "Resource 'stwebprod01' was disallowed by policy. Policy identifiers: "
+            '\'[{"policyDefinition":{"name":"4e6c27d5-a6ee-49cf-b2b4-d8fe90fa2b8b"}}]\'.',
+        }
+    }
+)
+
+CASES = (
+    Case(
+        name="a cached CLI refresh token refused for ARM (50074, non-interactive)",
+        rows={"AADNonInteractiveUserSignInLogs": [sign_in_row("n1"), sign_in_row("n2", "50076")]},
+        findings=1,
+    ),
+    Case(
+        name="password grant (ROPC) refused for ARM, logged as interactive",
+        rows={
+            "SigninLogs": [
+                sign_in_row(
+                    "s1",
+                    "50076",
+                    AuthenticationProtocol="ropc",
+                    IsInteractive=True,
+                    Status={"errorCode": 50076},
+                    AppId="1950a258-227b-4e31-a9cf-717495945fc2",
+                    AppDisplayName="Microsoft Azure PowerShell",
+                )
+            ]
+        },
+        findings=1,
+    ),
+    Case(
+        name="a write rejected by the built-in MFA policy in deny mode",
+        rows={"AzureActivity": [rejected_write_row("a1", DENIED_BY_MFA_POLICY)]},
+        findings=1,
+    ),
+    Case(
+        name="a person meeting the MFA prompt in the portal is not automation",
+        rows={
+            "SigninLogs": [
+                sign_in_row(
+                    "s2",
+                    AuthenticationProtocol="none",
+                    IsInteractive=True,
+                    Status={"errorCode": 50074},
+                    AppId="c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+                    AppDisplayName="Azure Portal",
+                )
+            ]
+        },
+        findings=0,
+    ),
+    Case(
+        name="MFA required for Microsoft Graph, not ARM, and a bad password for ARM do not fire",
+        rows={
+            "AADNonInteractiveUserSignInLogs": [
+                sign_in_row("n3", ResourceIdentity=GRAPH),
+                sign_in_row("n4", "50126"),
+            ]
+        },
+        findings=0,
+    ),
+    Case(
+        name="a write rejected for another policy, or by a workload identity, does not fire",
+        rows={
+            "AzureActivity": [
+                rejected_write_row(
+                    "a2",
+                    json.dumps({"error": {"code": "RequestDisallowedByPolicy", "message": "locations"}}),
+                ),
+                rejected_write_row("a3", DENIED_BY_MFA_POLICY, claims={"idtyp": "app", "appid": AZURE_CLI}),
+            ]
+        },
+        findings=0,
+    ),
+    Case(
+        name="an account already alerted does not fire again",
+        rows={"AADNonInteractiveUserSignInLogs": [sign_in_row("n5")]},
+        findings=0,
+        context=Context(known_principals=frozenset({SVC_ID})),
+    ),
+)
+
+DETECTION = Detection(
+    id=ID,
+    title="Automation on a user account broken by mandatory MFA",
+    severity=Severity.HIGH,
+    mitre=("T1078.004",),
+    description=__doc__ or "",
+    runbook=RUNBOOK,
+    false_positives=FALSE_POSITIVES,
+    query_file=Path(__file__).with_suffix(".kql"),
+    dedupe="principal",
+    parse=parse,
+    evaluate=evaluate,
+    cases=CASES,
+)
