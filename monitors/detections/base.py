@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from monitors.model import Finding, Severity
 from monitors.settings import DEFAULT_SILENCE_HOURS, BreakGlassAccounts, Settings
 from monitors.watermark import Window
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 MAX_TEXT = 512  # log fields are attacker-influenced (user agents, names): bound what we keep
 
 
@@ -178,6 +179,23 @@ CLIENT_APPS = {
 
 def client_app_name(app_id: str) -> str:
     return CLIENT_APPS.get(app_id.lower(), f"other app {app_id}")
+
+
+def distinct(values: Iterable[str | None]) -> list[str]:
+    """The non-empty values, each once, in first-seen order."""
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def new_groups(observations: Sequence[T], key: Callable[[T], str], known: frozenset[str]) -> list[list[T]]:
+    """Observations grouped by their baseline key, minus keys already alerted; each group oldest first."""
+    groups: dict[str, list[T]] = {}
+    for observation in observations:
+        groups.setdefault(key(observation), []).append(observation)
+    return [
+        sorted(group, key=lambda o: (o.time, o.event_id))  # type: ignore[attr-defined]
+        for group_key, group in groups.items()
+        if group_key not in known
+    ]
 
 
 def summarize_list(values: Sequence[str], shown: int = 5) -> str:

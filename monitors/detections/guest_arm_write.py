@@ -30,6 +30,8 @@ from monitors.detections.base import (
     Row,
     RowError,
     client_app_name,
+    distinct,
+    new_groups,
     object_id,
     summarize_list,
     text,
@@ -119,29 +121,21 @@ def parse(row: Row) -> GuestEvent:
 
 
 def evaluate(events: Sequence[GuestEvent], context: Context) -> list[Finding]:
-    by_principal: dict[str, list[GuestEvent]] = {}
-    for event in events:
-        by_principal.setdefault(event.principal.key, []).append(event)
     return [
-        _finding(sorted(group, key=lambda e: (e.time, e.event_id)))
-        for key, group in by_principal.items()
-        if key not in context.known_principals
+        _finding(group)
+        for group in new_groups(events, lambda e: e.principal.key, context.known_principals)
     ]
-
-
-def _distinct(values: Sequence[str | None]) -> list[str]:
-    return list(dict.fromkeys(v for v in values if v))
 
 
 def _finding(events: list[GuestEvent]) -> Finding:
     principal = next((e.principal for e in events if e.principal.user_id), events[0].principal)
-    operations = _distinct([e.operation_key for e in events])
-    without_mfa = _distinct([e.operation_key for e in events if not e.with_mfa])
-    failed = _distinct([e.operation_key for e in events if e.failed])
-    homes = _distinct([e.home_tenant for e in events])
+    operations = distinct([e.operation_key for e in events])
+    without_mfa = distinct([e.operation_key for e in events if not e.with_mfa])
+    failed = distinct([e.operation_key for e in events if e.failed])
+    homes = distinct([e.home_tenant for e in events])
     home = summarize_list(homes) if homes else "unknown (the token has no idp claim; see the guest's UPN)"
-    names = summarize_list(_distinct([e.operation for e in events]))
-    tools = _distinct([client_app_name(e.client_app_id) for e in events if e.client_app_id])
+    names = summarize_list(distinct([e.operation for e in events]))
+    tools = distinct([client_app_name(e.client_app_id) for e in events if e.client_app_id])
     mfa = f"NO: {len(without_mfa)} operation(s) without MFA" if without_mfa else "yes, every token had MFA"
     return Finding(
         detection=ID,
@@ -157,8 +151,8 @@ def _finding(events: list[GuestEvent]) -> Finding:
             ("MFA", mfa),
             ("Failed", f"{len(failed)} of {len(operations)} operations"),
             ("Tools", summarize_list(tools)),
-            ("IP addresses", summarize_list(_distinct([e.ip_address for e in events]))),
-            ("Subscriptions", summarize_list(_distinct([e.subscription for e in events]), shown=3)),
+            ("IP addresses", summarize_list(distinct([e.ip_address for e in events]))),
+            ("Subscriptions", summarize_list(distinct([e.subscription for e in events]), shown=3)),
             ("First", events[0].time.isoformat(timespec="seconds")),
             ("Last", events[-1].time.isoformat(timespec="seconds")),
         ),

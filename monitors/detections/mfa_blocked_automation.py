@@ -31,6 +31,8 @@ from monitors.detections.base import (
     Row,
     RowError,
     client_app_name,
+    distinct,
+    new_groups,
     object_id,
     summarize_list,
     text,
@@ -119,13 +121,9 @@ def parse(row: Row) -> BlockedEvent:
 
 
 def evaluate(events: Sequence[BlockedEvent], context: Context) -> list[Finding]:
-    by_principal: dict[str, list[BlockedEvent]] = {}
-    for event in events:
-        by_principal.setdefault(event.principal.key, []).append(event)
     return [
-        _finding(sorted(group, key=lambda e: (e.time, e.event_id)))
-        for key, group in by_principal.items()
-        if key not in context.known_principals
+        _finding(group)
+        for group in new_groups(events, lambda e: e.principal.key, context.known_principals)
     ]
 
 
@@ -157,10 +155,6 @@ def _status(detail: str | None, result: str, limit: int = 500) -> str:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
-def _distinct(values: Sequence[str | None]) -> list[str]:
-    return list(dict.fromkeys(v for v in values if v))
-
-
 def _finding(events: list[BlockedEvent]) -> Finding:
     principal = next((e.principal for e in events if e.principal.user_id), events[0].principal)
     refused = [e for e in events if e.source != "AzureActivity"]
@@ -177,10 +171,10 @@ def _finding(events: list[BlockedEvent]) -> Finding:
             ("Object id", principal.user_id or "not in the log"),
             ("What failed", f"{len(refused)} ARM token request(s) refused, {rejected} ARM write(s) rejected"),
             ("Error codes", summarize_list([f"{c} ({MFA_REQUIRED.get(c, 'MFA required')})" for c in codes])),
-            ("Tools", summarize_list(_distinct([_tool(e) for e in events]))),
+            ("Tools", summarize_list(distinct([_tool(e) for e in events]))),
             ("Password grant (ROPC)", "yes: can never satisfy MFA" if ropc else "no"),
-            ("IP addresses", summarize_list(_distinct([e.ip_address for e in events]))),
-            ("User agents", summarize_list(_distinct([e.user_agent for e in events]), shown=3)),
+            ("IP addresses", summarize_list(distinct([e.ip_address for e in events]))),
+            ("User agents", summarize_list(distinct([e.user_agent for e in events]), shown=3)),
             ("Fix", MIGRATE),
             ("First", events[0].time.isoformat(timespec="seconds")),
             ("Last", events[-1].time.isoformat(timespec="seconds")),

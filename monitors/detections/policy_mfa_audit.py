@@ -27,6 +27,8 @@ from monitors.detections.base import (
     Row,
     RowError,
     client_app_name,
+    distinct,
+    new_groups,
     object_id,
     summarize_list,
     text,
@@ -127,25 +129,17 @@ def parse(row: Row) -> PolicyAudit:
 
 
 def evaluate(audits: Sequence[PolicyAudit], context: Context) -> list[Finding]:
-    by_principal: dict[str, list[PolicyAudit]] = {}
-    for audit in audits:
-        by_principal.setdefault(audit.principal.key, []).append(audit)
     return [
-        _finding(sorted(group, key=lambda a: (a.time, a.event_id)))
-        for key, group in by_principal.items()
-        if key not in context.known_principals
+        _finding(group)
+        for group in new_groups(audits, lambda a: a.principal.key, context.known_principals)
     ]
-
-
-def _distinct(values: Sequence[str | None]) -> list[str]:
-    return list(dict.fromkeys(v for v in values if v))
 
 
 def _finding(audits: list[PolicyAudit]) -> Finding:
     principal = next((a.principal for a in audits if a.principal.user_id), audits[0].principal)
-    kinds = _distinct([POLICY_KINDS[d] for a in audits for d in a.definitions])
-    tools = _distinct([client_app_name(a.client_app_id) for a in audits if a.client_app_id])
-    methods = _distinct([a.auth_methods for a in audits])
+    kinds = distinct([POLICY_KINDS[d] for a in audits for d in a.definitions])
+    tools = distinct([client_app_name(a.client_app_id) for a in audits if a.client_app_id])
+    methods = distinct([a.auth_methods for a in audits])
     return Finding(
         detection=ID,
         severity=Severity.HIGH,
@@ -155,12 +149,12 @@ def _finding(audits: list[PolicyAudit]) -> Finding:
             ("User", principal.label),
             ("Object id", principal.user_id or "not in the log"),
             ("Audited writes", f"{len(audits)} ({', '.join(kinds)})"),
-            ("Policy assignments", summarize_list(_distinct([s for a in audits for s in a.assignments]))),
-            ("Resources", summarize_list(_distinct([a.resource for a in audits]), shown=3)),
+            ("Policy assignments", summarize_list(distinct([s for a in audits for s in a.assignments]))),
+            ("Resources", summarize_list(distinct([a.resource for a in audits]), shown=3)),
             ("Token methods", summarize_list(methods) if methods else "not in the log"),
             ("Tools", summarize_list(tools) if tools else "unknown"),
-            ("IP addresses", summarize_list(_distinct([a.ip_address for a in audits]))),
-            ("Subscriptions", summarize_list(_distinct([a.subscription for a in audits]), shown=3)),
+            ("IP addresses", summarize_list(distinct([a.ip_address for a in audits]))),
+            ("Subscriptions", summarize_list(distinct([a.subscription for a in audits]), shown=3)),
             ("First", audits[0].time.isoformat(timespec="seconds")),
             ("Last", audits[-1].time.isoformat(timespec="seconds")),
         ),

@@ -27,6 +27,8 @@ from monitors.detections.base import (
     Detection,
     Row,
     RowError,
+    distinct,
+    new_groups,
     object_id,
     summarize_list,
     text,
@@ -127,18 +129,10 @@ def parse(row: Row) -> RopcSignIn:
 
 
 def evaluate(sign_ins: Sequence[RopcSignIn], context: Context) -> list[Finding]:
-    by_user_and_app: dict[str, list[RopcSignIn]] = {}
-    for sign_in in sign_ins:
-        by_user_and_app.setdefault(sign_in.baseline_key, []).append(sign_in)
     return [
-        _finding(sorted(group, key=lambda s: (s.time, s.event_id)))
-        for key, group in by_user_and_app.items()
-        if key not in context.known_principals
+        _finding(group)
+        for group in new_groups(sign_ins, lambda s: s.baseline_key, context.known_principals)
     ]
-
-
-def _distinct(values: Sequence[str | None]) -> list[str]:
-    return list(dict.fromkeys(v for v in values if v))
 
 
 def _finding(sign_ins: list[RopcSignIn]) -> Finding:
@@ -157,11 +151,11 @@ def _finding(sign_ins: list[RopcSignIn]) -> Finding:
             ("Object id", principal.user_id or "not in the log"),
             ("User type", user_type),
             ("App", f"{app.app_label} ({app.app_id})" if app.app_id and app.app else app.app_label),
-            ("Resources", summarize_list(_distinct([s.resource or s.resource_id for s in sign_ins]))),
+            ("Resources", summarize_list(distinct([s.resource or s.resource_id for s in sign_ins]))),
             ("Sign-ins", f"{len(sign_ins)}: {succeeded} succeeded, {len(sign_ins) - succeeded} refused"),
             ("Azure Resource Manager", f"{to_arm} token request(s): ARM writes need MFA" if to_arm else "no"),
-            ("IP addresses", summarize_list(_distinct([s.ip_address for s in sign_ins]))),
-            ("User agents", summarize_list(_distinct([s.user_agent for s in sign_ins]), shown=3)),
+            ("IP addresses", summarize_list(distinct([s.ip_address for s in sign_ins]))),
+            ("User agents", summarize_list(distinct([s.user_agent for s in sign_ins]), shown=3)),
             ("MFA", "impossible: the password grant cannot perform MFA"),
             ("First", sign_ins[0].time.isoformat(timespec="seconds")),
             ("Last", sign_ins[-1].time.isoformat(timespec="seconds")),
