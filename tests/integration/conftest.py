@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +26,8 @@ def app_env(devstack: Devstack, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
     """The devstack's app settings in the process environment, as the Functions host sets them."""
     devstack.log_analytics.clear()
     devstack.teams.clear()
-    settings = devstack.app_settings(STATE_TABLE_PREFIX=f"t{abs(hash(monkeypatch)) % 10**8}")
+    # A fresh prefix per test: hash(monkeypatch) was id-based, and a freed fixture's address comes back.
+    settings = devstack.app_settings(STATE_TABLE_PREFIX=f"t{uuid.uuid4().hex[:12]}")
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     return settings
