@@ -4,7 +4,8 @@ Point `STATE_TABLE_ENDPOINT` at `proxy.table_endpoint` instead of Azurite's: eve
 forwarded byte for byte (same path, headers and body; only `Host` changes), unless a fault
 matches it. Faults apply to the next `count` requests that match a method and/or a path
 fragment (a table name such as `mfamonwatermarks`), optionally after letting `skip` of them
-through:
+through. A batch (`POST /$batch`) matches by its own method and path or by any request inside
+it (`PUT .../alerts(PartitionKey='alert',...)`), unless the fault is for single requests only:
 
 - "500", "503": answered in Table Storage's error shape without forwarding (nothing was written);
 - "500-after": forwarded, then answered 500 (the write happened, its answer was lost);
@@ -19,6 +20,7 @@ chosen moment). Requests and their outcomes are recorded in `log`.
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import ssl
 import struct
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from devstack.azurite import ACCOUNT
 from devstack.httpserver import HttpsService, JsonHandler
@@ -52,9 +54,24 @@ class ProxyFault:
     match: str | None = None  # a fragment of the path, e.g. a table name
     skip: int = 0  # matching requests let through first
     delay: float = 2.0
+    single_only: bool = False  # never a batch, whatever it holds
 
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and (self.match is None or self.match in path)
+    def matches(self, method: str, path: str, inner: list[tuple[str, str]]) -> bool:
+        """`inner`: (method, path) of each request inside a batch; empty for a single request."""
+        if self.single_only and inner:
+            return False
+        return any(
+            (self.method is None or self.method == m) and (self.match is None or self.match in p)
+            for m, p in [(method, path), *inner]
+        )
+
+
+_INNER_REQUEST = re.compile(rb"^(GET|POST|PUT|PATCH|MERGE|DELETE) https?://[^/\s]+(\S*) HTTP/1\.1\r?$", re.M)
+
+
+def batch_requests(body: bytes) -> list[tuple[str, str]]:
+    """(method, path) of each request inside a `$batch` body (multipart/mixed changesets)."""
+    return [(m.decode(), unquote(p.decode())) for m, p in _INNER_REQUEST.findall(body)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +122,15 @@ class FaultyProxy(HttpsService):
         match: str | None = None,
         skip: int = 0,
         delay: float = 2.0,
+        single_only: bool = False,
     ) -> None:
         if mode not in FAULT_MODES:
             raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}")
         if count < 1 or skip < 0:
             raise ValueError("count must be at least 1 and skip not negative")
         with self._lock:
-            self._faults.append(ProxyFault(mode, count, method and method.upper(), match, skip, delay))
+            fault = ProxyFault(mode, count, method and method.upper(), match, skip, delay, single_only)
+            self._faults.append(fault)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -125,10 +144,11 @@ class FaultyProxy(HttpsService):
         with self._lock:
             return [r for r in self.log if r.outcome.startswith("fault:")]
 
-    def _take_fault(self, method: str, path: str) -> ProxyFault | None:
+    def _take_fault(self, method: str, path: str, body: bytes) -> ProxyFault | None:
+        inner = batch_requests(body) if path.endswith("/$batch") else []
         with self._lock:
             for fault in self._faults:
-                if not fault.matches(method, path):
+                if not fault.matches(method, path, inner):
                     continue
                 if fault.skip:
                     fault.skip -= 1
@@ -177,7 +197,7 @@ class _Handler(JsonHandler):
         body = self._body()
         for callback in list(self.proxy.on_request):
             callback(method, path)
-        fault = self.proxy._take_fault(method, urlsplit(path).path)
+        fault = self.proxy._take_fault(method, unquote(urlsplit(path).path), body)
         if fault is not None and fault.mode in ("500", "503", "stall", "drop"):
             self.proxy._record(method, path, f"fault:{fault.mode}", None)
             self._fault(fault)

@@ -23,7 +23,7 @@ from monitors.detections.base import Detection
 from monitors.history_store import StatusConflict
 from monitors.model import Alert
 from monitors.settings import Settings
-from monitors.state import AlertState
+from monitors.state import AlertState, new_entry
 
 log = logging.getLogger("monitors.blindness")
 TABLE = "health"
@@ -64,11 +64,11 @@ def watch_queries(
     if failures >= settings.source_silent_failed_ticks:
         finding = source_silent.query_failure_finding(settings.workspace_id, since, failures, errors, now)
         if not state.known_principals(source_silent.ID, [finding.principal.key]):
-            for alert in alerts.make_alerts([finding], now):
-                entry = state.enqueue(alert, targets(alert), now)
-                state.commit(entry, "principal", (since, now))
-                stored.append(alert.alert_id)
-                record["AlertId"] = alert.alert_id
+            entries = [new_entry(alert, targets(alert), now) for alert in alerts.make_alerts([finding], now)]
+            state.enqueue(entries)
+            state.commit(entries, "principal", (since, now))
+            stored += [entry.alert.alert_id for entry in entries]
+            record["AlertId"] = entries[-1].alert.alert_id
             log.error("%s: queries failed %d ticks in a row; alerted", source_silent.ID, failures)
     store.replace(TABLE, record, None)
     return stored

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,15 +68,10 @@ class HistoryStore:
 
     # --- writes (the tick)
 
-    def write(
-        self, alert: Alert, *, status: str, delivery: str, payload: dict[str, Any], waiver: str | None = None
-    ) -> None:
-        """Create or overwrite the alert and its index copies; idempotent (crash recovery).
-
-        `waiver` names the waiver that covered a "waived" alert ("waiver by ... until ...: reason").
-        """
-        for entity in alert_entities(alert, status=status, delivery=delivery, payload=payload, waiver=waiver):
-            self.store.replace(TABLE, entity, None)
+    def write(self, entities: Iterable[dict[str, Any]]) -> None:
+        """Create or overwrite alerts and their index copies (`alert_entities`), batched per
+        partition; idempotent (crash recovery)."""
+        self.store.upsert_many(TABLE, entities)
 
     def record_delivery(
         self, alert_id: str, *, delivery: str, attempts: int, error: str | None, now: datetime
@@ -211,7 +206,10 @@ class HistoryStore:
 def alert_entities(
     alert: Alert, *, status: str, delivery: str, payload: dict[str, Any], waiver: str | None = None
 ) -> list[dict[str, Any]]:
-    """The main entity (summary and payload) and its index copies (summary only), as stored."""
+    """The main entity (summary and payload) and its index copies (summary only), as stored.
+
+    `waiver` names the waiver that covered a "waived" alert ("waiver by ... until ...: reason").
+    """
     summary = _summary_entity(alert, status=status, delivery=delivery, waiver=waiver)
     indexes = index_partitions(summary["Detection"], summary["PrincipalKey"], summary["Principal"])
     return [{**summary, "PartitionKey": MAIN, **payload}, *({**summary, "PartitionKey": p} for p in indexes)]

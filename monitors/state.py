@@ -14,12 +14,12 @@ remembered by its events instead, so rows read again (after a crash) do not stor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from monitors import alerts
+from monitors import alerts, history_store
 from monitors.adapters.table_store import StateStore, key, pack, unpack
 from monitors.history_store import HistoryStore
 from monitors.model import Alert
@@ -94,27 +94,9 @@ class AlertState:
 
     # --- outbox
 
-    def enqueue(
-        self,
-        alert: Alert,
-        targets: Iterable[str],
-        now: datetime,
-        status: str = "new",
-        waiver: str | None = None,
-    ) -> OutboxEntry:
-        entry = OutboxEntry(
-            alert=alert,
-            committed=False,
-            status=status,
-            pending_targets=tuple(targets),
-            attempts=0,
-            next_attempt_at=now,
-            last_error=None,
-            etag=None,
-            waiver=waiver,
-        )
-        self.store.insert(OUTBOX, self._outbox_entity(entry))
-        return entry
+    def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
+        """Put new alerts in the outbox, uncommitted (see `new_entry`), in batch transactions."""
+        self.store.insert_many(OUTBOX, (self._outbox_entity(entry) for entry in entries))
 
     def outbox(self) -> Iterator[OutboxEntry]:
         for entity in self.store.query(OUTBOX, "PartitionKey eq @pk", {"pk": OUTBOX_PARTITION}):
@@ -130,42 +112,34 @@ class AlertState:
                 waiver=entity.get("Waiver") or None,
             )
 
-    def commit(self, entry: OutboxEntry, dedupe: str, clamp: tuple[datetime, datetime]) -> OutboxEntry:
-        """Make the alert part of history and of the dedupe memory; idempotent."""
-        alert = entry.alert
-        delivery = "pending" if entry.pending_targets else "not routed"
-        payload, waiver = pack(alerts.to_json(alert)), entry.waiver
-        self.history.write(alert, status=entry.status, delivery=delivery, payload=payload, waiver=waiver)
-        finding = alert.finding
-        if dedupe == "principal" and entry.status != "waived":
-            self.store.replace(
-                BASELINE,
-                {
-                    "PartitionKey": finding.detection,
-                    "RowKey": key(finding.baseline_key),
-                    "Principal": finding.principal.label,
-                    **({"Subject": finding.subject} if finding.subject is not None else {}),
-                    "FirstAlertId": alert.alert_id,
-                    "FirstSeen": finding.first_time,
-                },
-                None,
+    def commit(
+        self, entries: Sequence[OutboxEntry], dedupe: str, clamp: tuple[datetime, datetime]
+    ) -> list[OutboxEntry]:
+        """Make the alerts part of history and of the dedupe memory; idempotent. Each step is
+        done for every alert (batched per partition) before the next starts, so a crash leaves
+        the outbox uncommitted until the history and the markers are all in place."""
+        self.history.write(
+            entity
+            for entry in entries
+            for entity in history_store.alert_entities(
+                entry.alert,
+                status=entry.status,
+                delivery="pending" if entry.pending_targets else "not routed",
+                payload=pack(alerts.to_json(entry.alert)),
+                waiver=entry.waiver,
             )
-        else:
-            day = _clamp(finding.last_time, *clamp).date()
-            self.store.upsert_many(
-                SEEN,
-                (
-                    {
-                        "PartitionKey": _seen_partition(finding.detection, day),
-                        "RowKey": key(event_id),
-                        "EventId": event_id,
-                        "AlertId": alert.alert_id,
-                    }
-                    for event_id in finding.event_ids
-                ),
-            )
-        committed = OutboxEntry(**{**_fields(entry), "committed": True})
-        self.store.replace(OUTBOX, self._outbox_entity(committed), entry.etag)
+        )
+        # Once-per-principal alerts go into the baseline; the others (and waived ones, which must
+        # alert again when their waiver ends) are remembered by their events.
+        to_baseline = [dedupe == "principal" and e.status != "waived" for e in entries]
+        by_baseline = [e.alert for e, yes in zip(entries, to_baseline, strict=True) if yes]
+        by_events = [e.alert for e, yes in zip(entries, to_baseline, strict=True) if not yes]
+        self.store.upsert_many(BASELINE, (_baseline_entity(alert) for alert in by_baseline))
+        self.store.upsert_many(
+            SEEN, (marker for alert in by_events for marker in _seen_entities(alert, clamp))
+        )
+        committed = [OutboxEntry(**{**_fields(entry), "committed": True, "etag": None}) for entry in entries]
+        self.store.upsert_many(OUTBOX, (self._outbox_entity(entry) for entry in committed))
         return committed
 
     def record_attempt(
@@ -216,6 +190,44 @@ class AlertState:
             "Waiver": entry.waiver or "",
             **pack(alerts.to_json(entry.alert)),
         }
+
+
+def new_entry(
+    alert: Alert, targets: Iterable[str], now: datetime, status: str = "new", waiver: str | None = None
+) -> OutboxEntry:
+    """An alert as it enters the outbox: uncommitted, due now."""
+    return OutboxEntry(
+        alert=alert,
+        committed=False,
+        status=status,
+        pending_targets=tuple(targets),
+        attempts=0,
+        next_attempt_at=now,
+        last_error=None,
+        etag=None,
+        waiver=waiver,
+    )
+
+
+def _baseline_entity(alert: Alert) -> dict[str, Any]:
+    finding = alert.finding
+    return {
+        "PartitionKey": finding.detection,
+        "RowKey": key(finding.baseline_key),
+        "Principal": finding.principal.label,
+        **({"Subject": finding.subject} if finding.subject is not None else {}),
+        "FirstAlertId": alert.alert_id,
+        "FirstSeen": finding.first_time,
+    }
+
+
+def _seen_entities(alert: Alert, clamp: tuple[datetime, datetime]) -> list[dict[str, Any]]:
+    finding = alert.finding
+    partition = _seen_partition(finding.detection, _clamp(finding.last_time, *clamp).date())
+    return [
+        {"PartitionKey": partition, "RowKey": key(event_id), "EventId": event_id, "AlertId": alert.alert_id}
+        for event_id in finding.event_ids
+    ]
 
 
 def _fields(entry: OutboxEntry) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from monitors.lease import Lease, LeaseLost
 from monitors.model import Alert, Finding
 from monitors.pipeline import run_detection
 from monitors.settings import Settings, Webhook
-from monitors.state import AlertState, OutboxEntry
+from monitors.state import AlertState, OutboxEntry, new_entry
 from monitors.waivers import WaiverBook
 
 log = logging.getLogger("monitors.tick")
@@ -126,12 +126,13 @@ def _run_steps(
 def _recover(state: AlertState, detections: Sequence[Detection], now: datetime, late: timedelta) -> int:
     """Finish alerts a crashed tick stored but did not commit, before anything reads the memory."""
     dedupe = {d.id: d.dedupe for d in detections}
-    recovered = 0
+    by_dedupe: dict[str, list[OutboxEntry]] = {}
     for entry in state.outbox():
         if not entry.committed:
-            state.commit(entry, dedupe.get(entry.alert.finding.detection, "event"), (now - 2 * late, now))
-            recovered += 1
-    return recovered
+            by_dedupe.setdefault(dedupe.get(entry.alert.finding.detection, "event"), []).append(entry)
+    for how, entries in by_dedupe.items():
+        state.commit(entries, how, (now - 2 * late, now))
+    return sum(len(entries) for entries in by_dedupe.values())
 
 
 def _detect(
@@ -159,6 +160,7 @@ def _detect(
     report.skipped_rows[detection.id] = run.skipped
     report.findings += len(run.findings)
     seen: frozenset[str] | None = None
+    entries = []
     for alert in alerts.make_alerts(run.findings, now):
         waiver = services.waivers(alert.finding, now)
         if waiver and detection.dedupe == "principal":
@@ -169,11 +171,13 @@ def _detect(
             if set(alert.finding.event_ids) <= seen:
                 continue
         targets = () if waiver else _targets(alert, settings.webhooks)
-        entry = state.enqueue(alert, targets, now, status="waived" if waiver else "new", waiver=waiver)
-        state.commit(entry, detection.dedupe, (window.earliest_time, now))
-        report.alerts_stored += 1
-        report.waived += bool(waiver)
-        report.new_alerts.append(alert.alert_id)
+        entries.append(new_entry(alert, targets, now, status="waived" if waiver else "new", waiver=waiver))
+    if entries:
+        state.enqueue(entries)
+        state.commit(entries, detection.dedupe, (window.earliest_time, now))
+    report.alerts_stored += len(entries)
+    report.waived += sum(entry.status == "waived" for entry in entries)
+    report.new_alerts += [entry.alert.alert_id for entry in entries]
     watermark.advance(services.store, settings.workspace_id, detection.id, mark, window.end)
 
 

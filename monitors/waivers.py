@@ -18,8 +18,11 @@ Rules, enforced when a waiver is added:
 Storage: table "waivers", PartitionKey = detection, RowKey = key(principal): one waiver per
 detection and principal; a new one replaces an ended (expired or revoked) one. Table
 "waiveraudit", PartitionKey "audit", RowKey = inverted time + random suffix (newest first):
-every add, replace, revoke and reminder, with who, when and what. The validation and matching
-rules are pure functions; WaiverBook is the thin store code around them.
+every add, replace, revoke and reminder, with who, when and what. Table "waiverexpiry",
+PartitionKey "expiry", RowKey = expiry time | detection | key(principal): the tick finds the
+waivers about to end with a range read of it instead of a scan of the waivers table; an entry
+left by a renewed or revoked waiver is told apart by reading the waiver itself. The validation
+and matching rules are pure functions; WaiverBook is the thin store code around them.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from monitors.model import Finding
 TABLE = "waivers"
 AUDIT_TABLE = "waiveraudit"
 AUDIT_PARTITION = "audit"
+EXPIRY_TABLE = "waiverexpiry"
+EXPIRY_PARTITION = "expiry"
 
 DEFAULT_MAX_DAYS = 180
 DEFAULT_REMINDER_DAYS = 7
@@ -246,16 +251,26 @@ class WaiverBook:
         return None
 
     def due_reminders(self, now: datetime, reminder_days: int) -> list[Waiver]:
-        """Active waivers ending within `reminder_days` that still owe a reminder."""
+        """Active waivers ending within `reminder_days` that still owe a reminder: a range read of
+        the expiry index, then a point read of each waiver it names (waivers about to end are few)."""
         if reminder_days <= 0:
             return []
         rows = self.store.query(
-            TABLE,
-            "ExpiresAt gt @now and ExpiresAt le @horizon",
-            {"now": now, "horizon": now + timedelta(days=reminder_days)},
+            EXPIRY_TABLE,
+            "PartitionKey eq @pk and RowKey gt @after and RowKey lt @until",
+            {
+                "pk": EXPIRY_PARTITION,
+                "after": f"{_expiry_key_time(now)}~",  # '|' sorts before '~': ending exactly now is out
+                "until": f"{_expiry_key_time(now + timedelta(days=reminder_days))}~",
+            },
         )
-        waivers = (_from_entity(entity) for entity in rows)
-        return sorted((w for w in waivers if due_for_reminder(w, now, reminder_days)), key=_order)
+        due = []
+        for row in rows:
+            waiver = self.get(row["Detection"], row["Principal"])
+            current = waiver is not None and row["RowKey"] == _expiry_entity(waiver)["RowKey"]  # not renewed
+            if current and waiver is not None and due_for_reminder(waiver, now, reminder_days):
+                due.append(waiver)
+        return sorted(due, key=_order)
 
     def record_reminder(
         self, waiver: Waiver, delivered_to: Iterable[str], complete: bool, now: datetime
@@ -317,6 +332,8 @@ class WaiverBook:
                 f"{waiver.principal} already has an active {waiver.detection} waiver "
                 f"({previous.summary()}); renew it with --replace, or revoke it first"
             )
+        # The index first: an entry without its waiver is skipped, a waiver without one never reminded.
+        self.store.replace(EXPIRY_TABLE, _expiry_entity(waiver), None)
         try:
             if existing is None:
                 if not self.store.insert(TABLE, _to_entity(waiver)):
@@ -422,6 +439,20 @@ def _to_entity(waiver: Waiver) -> dict[str, Any]:
         if moment is not None:
             entity[name] = moment
     return entity
+
+
+def _expiry_entity(waiver: Waiver) -> dict[str, Any]:
+    return {
+        "PartitionKey": EXPIRY_PARTITION,
+        "RowKey": f"{_expiry_key_time(waiver.expires_at)}|{waiver.detection}|{key(waiver.principal)}",
+        "Detection": waiver.detection,
+        "Principal": waiver.principal,
+    }
+
+
+def _expiry_key_time(moment: datetime) -> str:
+    """Fixed width, UTC, whole seconds (what any store keeps of a moment): keys sort as moments do."""
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _from_entity(entity: dict[str, Any]) -> Waiver:

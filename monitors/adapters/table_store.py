@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 Entity = dict[str, Any]
 BATCH_LIMIT = 100  # Table Storage transactions hold at most 100 entities of one partition
+BATCH_BYTES = 3 << 20  # ... and a request of at most 4 MiB: room kept for the multipart framing
 CHUNK_CHARS = 30_000  # a string property holds at most 64 KiB of UTF-16
 
 
@@ -39,6 +40,7 @@ class StateStore(Protocol):
     def get(self, table: str, partition_key: str, row_key: str) -> Entity | None: ...
     def insert(self, table: str, entity: Mapping[str, Any]) -> bool: ...
     def replace(self, table: str, entity: Mapping[str, Any], etag: str | None) -> None: ...
+    def insert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int: ...
     def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int: ...
     def merge(self, table: str, entity: Mapping[str, Any]) -> None: ...
     def delete(self, table: str, partition_key: str, row_key: str) -> None: ...
@@ -80,6 +82,9 @@ class TableStore:
 
     def insert(self, table: str, entity: Mapping[str, Any]) -> bool:
         """Create the entity; False if it already exists (the caller lost a race, or retried)."""
+        return self._create(table, entity)
+
+    def _create(self, table: str, entity: Mapping[str, Any]) -> bool:
         from azure.core.exceptions import ResourceExistsError
 
         self.transactions += 1
@@ -109,18 +114,39 @@ class TableStore:
                 f"{table}/{entity['PartitionKey']}/{entity['RowKey']} changed meanwhile"
             ) from error
 
-    def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int:
-        """Upsert in transactions of up to 100 entities per partition; returns transactions used."""
-        by_partition: dict[str, list[Entity]] = {}
-        for entity in entities:
-            by_partition.setdefault(entity["PartitionKey"], []).append(_without_etag(entity))
+    def insert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int:
+        """Create the entities in transactions (see `transactions`); returns transactions used.
+
+        One that exists already fails its whole transaction (409): that transaction's entities
+        are then inserted one by one and the existing ones left as they are, as `insert` does
+        (our own write that landed before its answer was lost, or before a crash)."""
+        from azure.data.tables import TableTransactionError
+
         used = 0
-        for batch in by_partition.values():
-            for start in range(0, len(batch), BATCH_LIMIT):
-                chunk = batch[start : start + BATCH_LIMIT]
-                self._table(table).submit_transaction([("upsert", e) for e in chunk])
-                used += 1
-        self.transactions += used
+        for chunk in transactions(entities):
+            used += 1
+            self.transactions += 1
+            try:
+                self._table(table).submit_transaction([("create", e) for e in chunk])
+            except TableTransactionError as error:
+                if error.error_code != "EntityAlreadyExists":
+                    raise
+                for entity in chunk:
+                    self._create(table, entity)
+                used += len(chunk)
+        return used
+
+    def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int:
+        """Create or replace the entities in transactions (see `transactions`); returns transactions used."""
+        from azure.data.tables import UpdateMode
+
+        used = 0
+        for chunk in transactions(entities):
+            self._table(table).submit_transaction(
+                [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk]
+            )
+            used += 1
+            self.transactions += 1
         return used
 
     def merge(self, table: str, entity: Mapping[str, Any]) -> None:
@@ -151,6 +177,26 @@ class TableStore:
             self.transactions += 1  # one request per page
             for entity in page:
                 yield _with_etag(entity)
+
+
+def transactions(entities: Iterable[Mapping[str, Any]]) -> Iterator[list[Entity]]:
+    """Entities grouped for entity-group transactions: one partition each, at most BATCH_LIMIT
+    entities and about BATCH_BYTES of JSON; partitions in the order they first appear."""
+    by_partition: dict[str, list[Entity]] = {}
+    for entity in entities:
+        by_partition.setdefault(entity["PartitionKey"], []).append(_without_etag(entity))
+    for batch in by_partition.values():
+        chunk: list[Entity] = []
+        size = 0
+        for entity in batch:
+            weight = len(json.dumps(entity, default=str, ensure_ascii=False).encode())
+            if chunk and (len(chunk) == BATCH_LIMIT or size + weight > BATCH_BYTES):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(entity)
+            size += weight
+        if chunk:
+            yield chunk
 
 
 def _with_etag(entity: Any) -> Entity:

@@ -60,6 +60,23 @@ def test_table_store_over_https_with_oauth(app_env: dict) -> None:
     assert store.upsert_many("probe", [{"PartitionKey": "q", "RowKey": str(i)} for i in range(150)]) == 2
 
 
+def test_batched_inserts_keep_what_exists_and_create_the_rest(app_env: dict) -> None:
+    """A retried or recovered enqueue meets its own earlier write: that transaction fails as a
+    whole (409), so its entities go one by one; what exists stays as it was."""
+    store = services_from_environment().store
+    rows = [{"PartitionKey": "o", "RowKey": f"{i:03d}", "Value": "new"} for i in range(150)]
+    assert store.insert_many("probe", rows[:100]) == 1
+    assert store.insert("probe", {**rows[120], "Value": "older"}) is True
+    before = store.transactions
+    assert store.insert_many("probe", [*rows[:10], *rows[100:]]) == 1 + 60  # one refused batch, then singles
+    assert store.transactions - before == 61
+    stored = {e["RowKey"]: e["Value"] for e in store.query("probe", "PartitionKey eq @pk", {"pk": "o"})}
+    assert len(stored) == 150
+    assert stored["120"] == "older"
+    assert {stored[f"{i:03d}"] for i in range(150) if i != 120} == {"new"}
+    assert store.insert_many("probe", []) == 0
+
+
 def test_log_analytics_reader_returns_typed_rows(devstack: Devstack, app_env: dict) -> None:
     now = datetime.now(UTC)
     devstack.log_analytics.ingest(

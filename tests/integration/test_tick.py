@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -21,11 +22,13 @@ from monitors.lease import TTL as LEASE_TTL
 from monitors.lease import Lease, LeaseLost
 from monitors.tick import Services
 
+UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
+OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 USER_CLAIMS = {
     "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
     "http://schemas.microsoft.com/claims/authnmethodsreferences": "pwd",
-    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": "AdeleV@contoso.com",
-    "http://schemas.microsoft.com/identity/claims/objectidentifier": ADELE,
+    UPN_CLAIM: "AdeleV@contoso.com",
+    OID_CLAIM: ADELE,
 }
 
 
@@ -196,10 +199,10 @@ class CrashingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
-    def replace(self, table: str, entity: Any, etag: Any) -> None:
+    def upsert_many(self, table: str, entities: Any) -> int:
         if table == "alerts":
             raise Crash
-        self.real.replace(table, entity, etag)
+        return self.real.upsert_many(table, entities)
 
 
 def test_crash_before_commit_is_recovered_without_a_duplicate(devstack: Devstack, services: Services) -> None:
@@ -322,3 +325,66 @@ def test_ropc_sign_in_alerts_once_per_user_and_app(devstack: Devstack, services:
         e["RowKey"] for e in services.store.query("baseline", "PartitionKey eq @pk", {"pk": "ropc-sign-in"})
     }
     assert baseline == {key(f"{SVC_ID}|{POWERSHELL}"), key(f"{SVC_ID}|{AZURE_CLI}")}
+
+
+class CountingStore:
+    """The real store, counting the requests each table's writes cost."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.writes: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def insert_many(self, table: str, entities: Any) -> int:
+        used = self.real.insert_many(table, entities)
+        self.writes[table] += used
+        return used
+
+    def upsert_many(self, table: str, entities: Any) -> int:
+        used = self.real.upsert_many(table, entities)
+        self.writes[table] += used
+        return used
+
+    def insert(self, table: str, entity: Any) -> bool:
+        self.writes[table] += 1
+        return self.real.insert(table, entity)
+
+    def replace(self, table: str, entity: Any, etag: Any) -> None:
+        self.writes[table] += 1
+        self.real.replace(table, entity, etag)
+
+    def merge(self, table: str, entity: Any) -> None:
+        self.writes[table] += 1
+        self.real.merge(table, entity)
+
+    def delete(self, table: str, partition_key: str, row_key: str) -> None:
+        self.writes[table] += 1
+        self.real.delete(table, partition_key, row_key)
+
+
+def test_new_alerts_are_stored_in_batch_transactions(
+    devstack: Devstack, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 users write to ARM for the first time: one transaction per partition (up to 100 entities)
+    for the outbox, the history's main and detection partitions and the baseline; only the
+    per-principal index copies (object id and UPN: a partition each) cost one request per alert."""
+    monkeypatch.setenv(
+        "TEAMS_WEBHOOK_MIN_SEVERITY", "critical"
+    )  # stored, not posted: only storing is counted
+    services = services_from_environment()
+    now = datetime.now(UTC)
+    users = [(f"00000000-0000-4000-8000-{n:012d}", f"user{n}@contoso.com") for n in range(40)]
+    rows = [
+        arm_row(f"w-{n}", upn, {**USER_CLAIMS, UPN_CLAIM: upn, OID_CLAIM: oid})
+        for n, (oid, upn) in enumerate(users)
+    ]
+    ingest(devstack, "AzureActivity", rows, now - timedelta(minutes=9), now - timedelta(minutes=8))
+    store = CountingStore(services.store)
+    report = tick(replace(services, store=store), now)
+    assert report.alerts_stored == 40
+    assert store.writes["outbox"] == 2  # inserted, then flagged committed: one transaction each
+    assert store.writes["baseline"] == 1
+    assert store.writes["alerts"] == 1 + 1 + 2 * 40  # main, detection index, two principal indexes each
+    assert {row["RowKey"] for row in history(services)} == set(report.new_alerts)

@@ -176,10 +176,10 @@ class CrashingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
-    def replace(self, table: str, entity: Any, etag: Any) -> None:
+    def upsert_many(self, table: str, entities: Any) -> int:
         if table == "alerts":
             raise Crash
-        self.real.replace(table, entity, etag)
+        return self.real.upsert_many(table, entities)
 
 
 def test_a_waived_alert_recovered_after_a_crash_keeps_its_waiver(
@@ -284,6 +284,39 @@ def test_a_reminder_retries_only_until_the_waiver_ends(devstack: Devstack, servi
     report = tick(services, waiver.expires_at)
     assert (report.reminders_sent, report.reminder_failures) == (0, 0)
     assert devstack.teams.messages() == []
+
+
+class FilterLog:
+    """The real store, keeping the filter of every table query."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.filters = real, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def query(self, table: str, query_filter: str, parameters: Any, **options: Any) -> Any:
+        self.filters.append((table, query_filter))
+        return self.real.query(table, query_filter, parameters, **options)
+
+
+def test_reminders_come_from_a_range_read_and_follow_renewals_and_revocations(services: Services) -> None:
+    now = datetime.now(UTC)
+    store = FilterLog(services.store)
+    book = WaiverBook(store)
+    soon = add_waiver(services, now, days=3)
+    later = add_waiver(services, now, days=30, principal="ops@contoso.com")
+    assert book.due_reminders(now, 7) == [soon]
+    assert all(f.startswith("PartitionKey eq @pk and RowKey") for _, f in store.filters), store.filters
+
+    renewed = book.add(detection="user-arm-write", principal=ADELE, owner="Platform team", reason=REASON,
+                       approver="CISO office", created_by="Sam", expires_at=now + timedelta(days=5), now=now,
+                       replace_active=True)  # fmt: skip
+    assert book.due_reminders(now, 7) == [renewed]  # once, at its new expiry; the old entry is stale
+    assert book.due_reminders(now, 40) == [renewed, later]
+    book.revoke("user-arm-write", ADELE, by="Dana", reason="migrated", now=now)
+    assert book.due_reminders(now, 7) == []
+    assert book.due_reminders(later.expires_at, 7) == []  # ending exactly now: nothing left to remind of
 
 
 def test_no_reminders_when_turned_off(

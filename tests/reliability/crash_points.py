@@ -1,10 +1,10 @@
 """Where a tick can die, as triggers on the wrapped adapters (see wrappers.Probe).
 
 Order of a tick with the standard data (user-arm-write first, then break-glass-use):
-recover -> [watermark read -> query -> seen/baseline read -> per alert: outbox insert ->
-history write (main + index copies) -> baseline or seen markers -> outbox flagged committed]
--> watermark write -> ... -> deliver: per alert post -> outbox delete (or update) -> history
-delivery record.
+recover -> [watermark read -> query -> seen/baseline read -> the detection's alerts: outbox
+inserts -> history writes (main + index copies) -> baseline or seen markers -> outbox flagged
+committed; each step for all of them, in batch transactions] -> watermark write -> ... ->
+deliver: per alert post -> outbox delete (or update) -> history delivery record.
 """
 
 from __future__ import annotations
@@ -16,25 +16,26 @@ from tests.reliability.wrappers import Probe
 Arm = Callable[[Probe, Callable[[], None]], None]
 
 
-def _history_main(details: dict) -> bool:
-    return details["entity"]["PartitionKey"] == "alert"
+def _some(details: dict) -> bool:
+    """A batched write that writes something (a detection without alerts writes nothing)."""
+    return details["count"] > 0
 
 
 POINTS: dict[str, Arm] = {
     # the query answered; nothing evaluated or stored
     "after query": lambda p, die: p.on("logs.query", die),
-    # evaluated, the first alert not yet in the outbox
-    "after evaluate": lambda p, die: p.on("store.insert", die, when="before", table="outbox"),
-    # the first alert in the outbox, uncommitted
-    "after outbox insert": lambda p, die: p.on("store.insert", die, table="outbox"),
-    # its history entry written, index copies and dedupe markers not
-    "after history write": lambda p, die: p.on("store.replace", die, table="alerts", only=_history_main),
-    # a break-glass alert's seen-event markers written, the outbox not flagged committed
-    "after seen markers": lambda p, die: p.on("store.upsert_many", die, table="seen"),
-    # the first alert committed (outbox flagged), the others not stored
-    "after commit": lambda p, die: p.on(
-        "store.replace", die, table="outbox", only=lambda d: bool(d["entity"]["Committed"])
+    # evaluated, no alert in the outbox yet
+    "after evaluate": lambda p, die: p.on(
+        "store.insert_many", die, when="before", table="outbox", only=_some
     ),
+    # the first detection's alerts in the outbox, uncommitted
+    "after outbox insert": lambda p, die: p.on("store.insert_many", die, table="outbox", only=_some),
+    # their history entries and index copies written, dedupe markers not
+    "after history write": lambda p, die: p.on("store.upsert_many", die, table="alerts", only=_some),
+    # break-glass alerts' seen-event markers written, the outbox not flagged committed
+    "after seen markers": lambda p, die: p.on("store.upsert_many", die, table="seen", only=_some),
+    # the first detection's alerts committed (outbox flagged), the next detection's not stored
+    "after commit": lambda p, die: p.on("store.upsert_many", die, table="outbox", only=_some),
     # every alert of the first detection committed, its watermark not moved
     "before watermark": lambda p, die: p.on(
         ("store.insert", "store.replace"), die, when="before", table="watermarks"

@@ -109,6 +109,10 @@ class ProbedStore:
             "replace", table, lambda: self.real.replace(table, entity, etag), entity=entity, etag=etag
         )
 
+    def insert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int:
+        items = list(entities)
+        return self._call("insert_many", table, lambda: self.real.insert_many(table, items), count=len(items))
+
     def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int:
         items = list(entities)
         return self._call("upsert_many", table, lambda: self.real.upsert_many(table, items), count=len(items))

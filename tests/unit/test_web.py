@@ -23,7 +23,7 @@ from monitors import alerts, history, web
 from monitors.adapters.table_store import StaleWrite, pack
 from monitors.detections import DETECTIONS
 from monitors.history import FilterError, parse_filters
-from monitors.history_store import HistoryStore
+from monitors.history_store import HistoryStore, alert_entities
 from monitors.model import Alert, EventLine, Finding, Principal, Severity
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -172,8 +172,13 @@ def make_alert(
 def store_with(alerts_: Iterable[Alert], status: str = "new") -> tuple[MemoryStore, HistoryStore]:
     store = MemoryStore()
     history_store = HistoryStore(store)
-    for alert in alerts_:
-        history_store.write(alert, status=status, delivery="delivered", payload=pack(alerts.to_json(alert)))
+    history_store.write(
+        entity
+        for alert in alerts_
+        for entity in alert_entities(
+            alert, status=status, delivery="delivered", payload=pack(alerts.to_json(alert))
+        )
+    )
     return store, history_store
 
 

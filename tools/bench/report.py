@@ -152,14 +152,19 @@ def _targets(r: dict[str, Any]) -> list[str]:
                 f"{verdict(None if rss is None else rss < RSS_TARGET_MB, _by(rss, RSS_TARGET_MB, 'MB'))} |"
             )
         per_alert = _per_alert(cold)
-        unbatched = None if per_alert == "–" else float(per_alert) <= 2
         warm_tx = med(warm, "table_transactions")
-        batched = (cold or {}).get("transactions_by_op") or {}
+        by_op = (cold or {}).get("transactions_by_op") or {}
+        batched = [k for k in by_op if k.startswith(("upsert_many", "insert_many"))]
+        # Storing a new alert must not be a request per entity: the outbox insert is the telltale.
+        single = {k: v for k, v in by_op.items() if k in ("insert outbox", "replace baseline")}
+        stored = med(cold, "alerts_stored")
         rows.append(
             f"| Table Storage: batched (≤ 100 entities per partition per transaction) | "
-            f"cold tick: {per_alert} transactions per new alert; batched ops: "
-            f"{', '.join(k for k in batched if k.startswith('upsert_many')) or 'none'} | "
-            f"{verdict(unbatched, 'one request per entity')} |"
+            f"cold tick: {per_alert} transactions per new alert (storing: "
+            f"{_storing_per_alert(by_op, stored)}, the rest after each Teams post); batched: "
+            f"{', '.join(f'{k} ({by_op[k]:,})' for k in batched) or 'none'}"
+            f"{''.join(f'; per entity: {k} ({v:,})' for k, v in single.items())} | "
+            f"{verdict(None if not stored else bool(batched) and not single, 'one request per entity')} |"
         )
         warm_gets = sum(
             v for k, v in ((warm or {}).get("transactions_by_op") or {}).items() if k.startswith("get")
@@ -228,6 +233,13 @@ def _by(value: float | None, target: float, unit: str) -> str:
     if value <= target:
         return f"{target / value:.1f}× headroom" if value else "headroom"
     return f"{value / target:.1f}× over"
+
+
+def _storing_per_alert(by_op: dict[str, int], stored: float | None) -> str:
+    """Transactions that store new alerts (outbox, history, baseline, seen markers) per alert; the
+    history's per-principal index copies are one partition each, so one request each."""
+    writes = sum(v for k, v in by_op.items() if k.startswith(("upsert_many", "insert_many", "insert outbox")))
+    return "–" if not stored else f"{writes / stored:.1f}"
 
 
 def _per_alert(stats: dict[str, Any] | None) -> str:
