@@ -122,8 +122,7 @@ def parse(row: Row) -> BlockedEvent:
 
 def evaluate(events: Sequence[BlockedEvent], context: Context) -> list[Finding]:
     return [
-        _finding(group)
-        for group in new_groups(events, lambda e: e.principal.key, context.known_principals)
+        _finding(group) for group in new_groups(events, lambda e: e.principal.key, context.known_principals)
     ]
 
 

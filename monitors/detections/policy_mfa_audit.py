@@ -130,8 +130,7 @@ def parse(row: Row) -> PolicyAudit:
 
 def evaluate(audits: Sequence[PolicyAudit], context: Context) -> list[Finding]:
     return [
-        _finding(group)
-        for group in new_groups(audits, lambda a: a.principal.key, context.known_principals)
+        _finding(group) for group in new_groups(audits, lambda a: a.principal.key, context.known_principals)
     ]
 
 

@@ -130,8 +130,7 @@ def parse(row: Row) -> RopcSignIn:
 
 def evaluate(sign_ins: Sequence[RopcSignIn], context: Context) -> list[Finding]:
     return [
-        _finding(group)
-        for group in new_groups(sign_ins, lambda s: s.baseline_key, context.known_principals)
+        _finding(group) for group in new_groups(sign_ins, lambda s: s.baseline_key, context.known_principals)
     ]
 
 
