@@ -87,7 +87,12 @@ def render(template: str, values: Mapping[str, object]) -> str:
     lets = "".join(
         f"let {name} = {literal(kql_type, values[name])};\n" for name, kql_type in declared.items()
     )
-    return lets + _DECLARE.sub("", template, count=1).lstrip("\n")
+    return lets + body(template)
+
+
+def body(template: str) -> str:
+    """The query without its parameter declaration: what follows the `let` statements of `render`."""
+    return _DECLARE.sub("", template, count=1).lstrip("\n")
 
 
 @cache

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from monitors import kql
 from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StaleWrite, StateStore
 
@@ -91,7 +92,7 @@ def latest_ingestion(logs: LogsReader, now: datetime, late_arrival: timedelta) -
     (nothing can be read that would not be read next time)."""
     try:
         rows = logs.query(
-            LATEST_INGESTION_QUERY.read_text(encoding="utf-8"),
+            kql.load(LATEST_INGESTION_QUERY),
             start=now - late_arrival,
             end=now + FUTURE_SKEW,
         )

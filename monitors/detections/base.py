@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from monitors import kql
 from monitors.model import Finding, Severity
 from monitors.settings import DEFAULT_SILENCE_HOURS, BreakGlassAccounts, Settings
 from monitors.watermark import Window
@@ -102,7 +103,7 @@ class Detection:
 
     @property
     def query(self) -> str:
-        return self.query_file.read_text(encoding="utf-8")
+        return kql.load(self.query_file)  # read once per process
 
 
 def text(row: Row, column: str, *, required: bool = False, limit: int = MAX_TEXT) -> str | None:

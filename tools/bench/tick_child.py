@@ -186,7 +186,7 @@ def tick(args: argparse.Namespace) -> int:
 
     from azure.functions.timer import TimerRequest
 
-    from bench.naive import NaiveReader, result_digest
+    from bench.naive import NaiveReader, detection_of, result_digest
     from monitors import alerts
 
     if args.baseline_point_reads:
@@ -214,8 +214,7 @@ def tick(args: argparse.Namespace) -> int:
 
     def pipeline_query(kql_text: str, start: datetime, end: datetime) -> list[Any]:
         rows = outer_query(kql_text, start, end)
-        detection = "break-glass-use" if "BreakGlassObjectIds" in kql_text else "user-arm-write"
-        seen_by_pipeline[detection].extend(rows)
+        seen_by_pipeline[detection_of(kql_text)].extend(rows)
         return rows
 
     outer.query = pipeline_query
