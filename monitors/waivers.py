@@ -32,6 +32,7 @@ import re
 import secrets
 import unicodedata
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from monitors.model import Finding
 TABLE = "waivers"
 AUDIT_TABLE = "waiveraudit"
 AUDIT_PARTITION = "audit"
+POINT_READS = 10  # findings of one detection per tick checked by point reads; beyond, one partition read
 EXPIRY_TABLE = "waiverexpiry"
 EXPIRY_PARTITION = "expiry"
 
@@ -229,26 +231,42 @@ def expiry_from(*, expires: str | None = None, days: int | None = None, now: dat
 
 
 class WaiverBook:
-    """The waivers table and its audit log."""
+    """The waivers table and its audit log. The tick builds one per tick (bootstrap), so what
+    `covering` reads is never older than the tick."""
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
+        self._asked: Counter[str] = Counter()  # findings checked per detection, this tick
+        self._partitions: dict[str, dict[str, Waiver]] = {}  # detection -> its waivers by row key
 
     # --- the tick
 
     def covering(self, finding: Finding, now: datetime) -> str | None:
         """The tick's hook: why an active waiver covers the finding, or None.
 
-        Point reads by object id and by UPN (one or two per alert; alerts are rare), so a
-        waiver added or revoked from the CLI counts from the very next tick.
+        The first POINT_READS findings of a detection are point reads by object id and by UPN
+        (alerts are rare); beyond that, the detection's waivers (a few, one partition) are read
+        once and consulted in memory, so a first tick with thousands of new alerts does not
+        cost two requests each. Either way a waiver added or revoked from the CLI counts from
+        the very next tick.
         """
         if finding.detection in NEVER_WAIVED:
             return None
+        self._asked[finding.detection] += 1
         for principal in principal_keys(finding):
-            waiver = self.get(finding.detection, principal)
+            if self._asked[finding.detection] > POINT_READS:
+                waiver = self._partition(finding.detection).get(key(principal))
+            else:
+                waiver = self.get(finding.detection, principal)
             if waiver is not None and covers(waiver, finding, now):
                 return waiver.summary()
         return None
+
+    def _partition(self, detection: str) -> dict[str, Waiver]:
+        if detection not in self._partitions:
+            rows = self.store.query(TABLE, "PartitionKey eq @pk", {"pk": detection})
+            self._partitions[detection] = {entity["RowKey"]: _from_entity(entity) for entity in rows}
+        return self._partitions[detection]
 
     def due_reminders(self, now: datetime, reminder_days: int) -> list[Waiver]:
         """Active waivers ending within `reminder_days` that still owe a reminder: a range read of

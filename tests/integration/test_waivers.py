@@ -20,7 +20,8 @@ from monitors.detections.user_arm_write import ADELE, arm_row
 from monitors.history_store import HistoryQuery, HistoryStore
 from monitors.state import AlertState
 from monitors.tick import Services
-from monitors.waivers import Waiver, WaiverBook, WaiverRefused
+from monitors.waivers import POINT_READS, Waiver, WaiverBook, WaiverRefused
+from tests.unit.test_web import make_alert
 
 UPN = "AdeleV@contoso.com"
 USER_CLAIMS = {
@@ -458,3 +459,24 @@ def test_cli_max_days_follows_the_setting(
     assert code == 2
     assert "more than 30 days ahead" in err
     assert cli(capsys, *ADD, "--days", "30")[0] == 0
+
+
+def test_many_findings_read_the_detections_waivers_once_with_the_same_answers(services: Services) -> None:
+    """Past POINT_READS findings of one detection in a tick, the book reads the detection's waiver
+    partition once instead of two point reads per finding; the answers do not change."""
+    now = datetime.now(UTC)
+    users = [(f"00000000-0000-4000-8000-{n:012d}", f"user{n}@contoso.com") for n in range(30)]
+    add_waiver(services, now, days=30, principal=users[3][0])  # by object id: within the point reads
+    add_waiver(services, now, days=30, principal=users[25][1])  # by UPN: after them
+    add_waiver(services, now - timedelta(days=40), days=30, principal=users[27][0])  # ended
+    findings = [make_alert(n, user_id=oid, upn=upn).finding for n, (oid, upn) in enumerate(users)]
+    book = WaiverBook(services.store)
+    before = services.store.transactions
+    covered = [n for n, finding in enumerate(findings) if book.covering(finding, now)]
+    assert covered == [3, 25]
+    assert services.store.transactions - before <= 2 * POINT_READS + 1
+    # A book per finding makes every check a point read: the same two.
+    assert [n for n, finding in enumerate(findings) if WaiverBook(services.store).covering(finding, now)] == [
+        3,
+        25,
+    ]
