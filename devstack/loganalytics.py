@@ -354,7 +354,12 @@ class LogAnalyticsServer(HttpsService):
         public_key_pem: bytes | None = None,
         schema_path: Path | str = DEFAULT_SCHEMA_PATH,
         max_rows: int = DEFAULT_MAX_ROWS,
+        database: Path | None = None,
+        memory_limit: str | None = None,
     ) -> None:
+        """`database`: a file for the rows (default: memory); with `memory_limit` (e.g. "512MB")
+        DuckDB keeps at most that much in memory and pages the rest to disk, as replay needs
+        for exports larger than the machine's memory."""
         self.workspace_id = workspace_id
         self.state_dir = Path(state_dir)
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -370,7 +375,8 @@ class LogAnalyticsServer(HttpsService):
         self._fault: QueryFault | None = None
         self.fault_log: list[str] = []  # the mode of every fault answered, oldest first
         self.query_count = 0  # query requests that reached the workspace (faulted or not)
-        self._con = duckdb_kql.connect()
+        config = {"memory_limit": memory_limit} if memory_limit else {}
+        self._con = duckdb_kql.connect(str(database) if database else ":memory:", config=config)
         self._catalog = self._con.sql("SELECT current_database()").fetchall()[0][0]
         for table, columns in self.schema.items():
             defs = [f'"{name}" {SQL_TYPES[kql_type]}' for name, kql_type in columns.items()]

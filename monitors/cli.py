@@ -25,6 +25,9 @@ from monitors.detections.base import Context
 from monitors.settings import WATCHED_TABLES, BreakGlassAccounts, SettingsError, parse_break_glass
 
 INGEST_BATCH = 5_000
+# The local engine keeps at most this much in memory and pages the rest to its file in the
+# scratch folder: replay's memory stays flat whatever the size of the export.
+ENGINE_MEMORY_LIMIT = "512MB"
 
 
 class ReplayError(Exception):
@@ -79,7 +82,12 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
     now = datetime.now(UTC)
     ingested_at = now - timedelta(minutes=10)
     with tempfile.TemporaryDirectory(prefix="replay-") as scratch:
-        engine = LogAnalyticsServer("replay", state_dir=Path(scratch))
+        engine = LogAnalyticsServer(
+            "replay",
+            state_dir=Path(scratch),
+            database=Path(scratch) / "rows.duckdb",
+            memory_limit=ENGINE_MEMORY_LIMIT,
+        )
         report = exports.ReadReport()
         for table, path in sorted(discovery.files.items()):
             progress = _Progress(path, err)

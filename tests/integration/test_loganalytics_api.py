@@ -471,3 +471,35 @@ def test_module_runs_in_the_foreground(tmp_path: Path, state_dir: Path, issuer: 
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_disk_backed_engine_answers_as_the_in_memory_one(tmp_path: Path) -> None:
+    """Replay's engine: rows in a file, at most `memory_limit` of them in memory; same answers."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "TimeGenerated": (now - timedelta(seconds=n)).isoformat(),
+            "EventDataId": f"e{n}",
+            "Caller": f"u{n % 7}@c.com",
+            "Claims": json.dumps({"idtyp": "user" if n % 3 else "app"}),
+        }
+        for n in range(2_000)
+    ]
+    query = (
+        "AzureActivity | extend T = tostring(todynamic(Claims).idtyp) | summarize n = count() by Caller, T "
+        "| order by Caller asc, T asc"
+    )
+    answers = []
+    for database in (None, tmp_path / "rows.duckdb"):
+        engine = LogAnalyticsServer("w", state_dir=tmp_path, database=database, memory_limit="64MB")
+        engine.ingest("AzureActivity", rows)
+        answer = engine.query(QueryRequest(query=query, timespan="P1D", wait_s=60, include_statistics=False))
+        answers.append(answer["tables"][0]["rows"])
+        if database is not None:
+            limit = engine._con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            assert limit.endswith("MiB"), limit
+            assert float(limit.split()[0]) <= 64
+            assert database.stat().st_size > 0
+        engine.stop()
+    assert answers[0] == answers[1]
+    assert sum(row[2] for row in answers[0]) == 2_000
