@@ -19,6 +19,9 @@ Phases (all by default; `--skip naive,replay,...` leaves some out):
 
 Results go to `<work>/results-<UTC time>.json` and, unless `--no-write`, into the generated part
 of BENCHMARKS.md (between the `bench:begin`/`bench:end` markers; text outside them is kept).
+`--render A.json B.json ...` measures nothing: it joins the phases of earlier results files (a
+later file's phase replaces an earlier one's) and writes (or prints) the report from them, for
+phases run separately, e.g. the ticks while the replay code was still changing.
 Generated data is cached in `<work>` (default: $TMPDIR/mfamon-bench), so a second run skips it.
 """
 
@@ -80,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache and scratch folder")
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--no-write", action="store_true", help="print the report instead of writing it")
+    parser.add_argument("--render", type=Path, nargs="+", metavar="RESULTS", help="report from results files")
     args = parser.parse_args(argv)
+    if args.render:
+        return _render(args.render, args.out, args.no_write)
     if args.quick:
         explicit = set(argv if argv is not None else sys.argv[1:])
         if not any(a.startswith("--scales") for a in explicit) and "BENCH_SCALES" not in os.environ:
@@ -164,13 +170,38 @@ def main(argv: list[str] | None = None) -> int:
     path = args.work / f"results-{started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(results, indent=1, default=str))
     say(f"\nresults: {path} ({results['total_seconds'] / 60:.1f} min)")
+    _publish(results, args.out, args.no_write)
+    return 0
+
+
+def _render(paths: list[Path], out: Path, no_write: bool) -> int:
+    """One report from several results files: the first gives the machine and start, each adds
+    (or replaces) the phases it ran; commands and durations add up."""
+    merged: dict = {}
+    for path in paths:
+        results = json.loads(path.read_text())
+        if not merged:
+            merged = results
+            continue
+        merged["scales"].update(results.get("scales") or {})
+        for phase in ("coldstart", "time_to_alert", "replay"):
+            if phase in results:
+                merged[phase] = results[phase]
+        for part in ("phase_seconds", "loadavg"):
+            merged[part].update(results.get(part) or {})
+        merged["command"] += " + " + results["command"]
+        merged["total_seconds"] += results["total_seconds"]
+    _publish(merged, out, no_write)
+    return 0
+
+
+def _publish(results: dict, out: Path, no_write: bool) -> None:
     text = report.render(results)
-    if args.no_write:
+    if no_write:
         print(text)
     else:
-        report.write(args.out, text)
-        say(f"wrote {args.out}")
-    return 0
+        report.write(out, text)
+        say(f"wrote {out}")
 
 
 def _load() -> list[float]:
