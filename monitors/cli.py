@@ -26,8 +26,10 @@ from monitors.settings import WATCHED_TABLES, BreakGlassAccounts, SettingsError,
 
 INGEST_BATCH = 5_000
 # The local engine keeps at most this much in memory and pages the rest to its file in the
-# scratch folder: replay's memory stays flat whatever the size of the export.
-ENGINE_MEMORY_LIMIT = "512MB"
+# scratch folder, so replay's memory stops growing with the export there. Not less: the engine's
+# make_set collects a principal's every value before it keeps the first N, so one principal's
+# million rows needs ~1.5 GB in the user-arm-write query (512 MB and 1 GB failed at 1M rows).
+ENGINE_MEMORY_LIMIT = "2GB"
 
 
 class ReplayError(Exception):
@@ -71,7 +73,6 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
     from devstack.local_reader import LocalLogsReader
     from devstack.loganalytics import LogAnalyticsServer
     from monitors import exports
-    from monitors.pipeline import run_detection
     from monitors.watermark import Window
 
     accounts = _break_glass_accounts(break_glass)
@@ -113,8 +114,10 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
             silence_hours=tuple((table, 0) for table in WATCHED_TABLES),
         )
         reader = LocalLogsReader(engine)
-        runs = [run_detection(d, reader, window, context, now) for d in DETECTIONS]
-        engine.stop()
+        try:
+            runs = [_run(detection, reader, window, context, now) for detection in DETECTIONS]
+        finally:
+            engine.stop()
     findings = [f for run in runs for f in run.findings]
     skipped = report.rows_skipped + sum(run.skipped for run in runs)
     if output == "json":
@@ -127,6 +130,16 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
     if skipped:
         print(f"skipped {skipped} malformed rows: {'; '.join(report.examples()[:5])}", file=err)
     return 0
+
+
+def _run(detection: Any, reader: Any, window: Any, context: Context, now: datetime) -> Any:
+    from monitors.adapters.log_analytics import QueryFailed
+    from monitors.pipeline import run_detection
+
+    try:
+        return run_detection(detection, reader, window, context, now)
+    except QueryFailed as error:
+        raise ReplayError(f"{detection.id}: the local query engine failed: {error}") from error
 
 
 def _columns_read(table: str) -> frozenset[str]:
