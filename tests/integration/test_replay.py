@@ -208,3 +208,19 @@ def test_a_synthetic_tenant_exported_with_the_cli_raises_what_its_manifest_expec
     }
     assert raised == expected
     assert {detection for detection, _ in raised} == set(MANDATORY_MFA)
+
+
+def test_a_query_the_local_engine_refuses_ends_replay_with_a_message(
+    logdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """E.g. the engine out of memory on an export with millions of rows for one principal."""
+    from monitors.adapters.log_analytics import QueryFailed
+    from monitors.cli import main
+
+    def refused(*args: object, **kwargs: object) -> None:  # stands in for run_detection
+        raise QueryFailed("Out of Memory Error: could not allocate block")
+
+    monkeypatch.setattr("monitors.pipeline.run_detection", refused)
+    assert main(["replay", str(logdir)]) == 2
+    err = capsys.readouterr().err
+    assert "error: user-arm-write: the local query engine failed: Out of Memory Error" in err
