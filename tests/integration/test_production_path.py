@@ -134,7 +134,8 @@ def test_timer_function_runs_a_tick_through_the_real_function_code(
             {**write, "TimeGenerated": (now - timedelta(hours=30)).isoformat(),
              "_IngestionTime": (now - timedelta(minutes=5)).isoformat()},
             # ingested "now": past the window end (visibility lag), so it belongs to the next tick
-            {**arm_row("w-2", "ops2@contoso.com", None), "_IngestionTime": now.isoformat()},
+            {**arm_row("w-2", "ops2@contoso.com", None),
+             "TimeGenerated": (now - timedelta(minutes=1)).isoformat(), "_IngestionTime": now.isoformat()},
         ],
     )  # fmt: skip
     (timer_function,) = [
@@ -161,6 +162,8 @@ def test_history_routes_serve_stored_alerts(devstack: Devstack, function_app: Mo
         [
             {
                 **arm_row("h-1", "ops@contoso.com", None),
+                # relative to now: arm_row's fixed TimeGenerated falls out of the tick's lookback
+                "TimeGenerated": (now - timedelta(minutes=6)).isoformat(),
                 "_IngestionTime": (now - timedelta(minutes=5)).isoformat(),
             }
         ],
