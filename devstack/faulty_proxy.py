@@ -5,7 +5,8 @@ forwarded byte for byte (same path, headers and body; only `Host` changes), unle
 matches it. Faults apply to the next `count` requests that match a method and/or a path
 fragment (a table name such as `mfamonwatermarks`), optionally after letting `skip` of them
 through. A batch (`POST /$batch`) matches by its own method and path or by any request inside
-it (`PUT .../alerts(PartitionKey='alert',...)`), unless the fault is for single requests only:
+it (`PUT .../alerts(PartitionKey='alert',...)`); `guarded_only` faults match only ETag-guarded
+requests (`If-Match` an ETag: a replace after a read, never a batch or an upsert):
 
 - "500", "503": answered in Table Storage's error shape without forwarding (nothing was written);
 - "500-after": forwarded, then answered 500 (the write happened, its answer was lost);
@@ -54,11 +55,11 @@ class ProxyFault:
     match: str | None = None  # a fragment of the path, e.g. a table name
     skip: int = 0  # matching requests let through first
     delay: float = 2.0
-    single_only: bool = False  # never a batch, whatever it holds
+    guarded_only: bool = False  # only a request with If-Match: an ETag
 
-    def matches(self, method: str, path: str, inner: list[tuple[str, str]]) -> bool:
+    def matches(self, method: str, path: str, inner: list[tuple[str, str]], guarded: bool) -> bool:
         """`inner`: (method, path) of each request inside a batch; empty for a single request."""
-        if self.single_only and inner:
+        if self.guarded_only and not guarded:
             return False
         return any(
             (self.method is None or self.method == m) and (self.match is None or self.match in p)
@@ -122,14 +123,14 @@ class FaultyProxy(HttpsService):
         match: str | None = None,
         skip: int = 0,
         delay: float = 2.0,
-        single_only: bool = False,
+        guarded_only: bool = False,
     ) -> None:
         if mode not in FAULT_MODES:
             raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}")
         if count < 1 or skip < 0:
             raise ValueError("count must be at least 1 and skip not negative")
         with self._lock:
-            fault = ProxyFault(mode, count, method and method.upper(), match, skip, delay, single_only)
+            fault = ProxyFault(mode, count, method and method.upper(), match, skip, delay, guarded_only)
             self._faults.append(fault)
 
     def clear_faults(self) -> None:
@@ -144,11 +145,12 @@ class FaultyProxy(HttpsService):
         with self._lock:
             return [r for r in self.log if r.outcome.startswith("fault:")]
 
-    def _take_fault(self, method: str, path: str, body: bytes) -> ProxyFault | None:
+    def _take_fault(self, method: str, path: str, body: bytes, if_match: str) -> ProxyFault | None:
         inner = batch_requests(body) if path.endswith("/$batch") else []
+        guarded = if_match not in ("", "*")
         with self._lock:
             for fault in self._faults:
-                if not fault.matches(method, path, inner):
+                if not fault.matches(method, path, inner, guarded):
                     continue
                 if fault.skip:
                     fault.skip -= 1
@@ -197,7 +199,8 @@ class _Handler(JsonHandler):
         body = self._body()
         for callback in list(self.proxy.on_request):
             callback(method, path)
-        fault = self.proxy._take_fault(method, unquote(urlsplit(path).path), body)
+        if_match = self.headers.get("If-Match", "")
+        fault = self.proxy._take_fault(method, unquote(urlsplit(path).path), body, if_match)
         if fault is not None and fault.mode in ("500", "503", "stall", "drop"):
             self.proxy._record(method, path, f"fault:{fault.mode}", None)
             self._fault(fault)

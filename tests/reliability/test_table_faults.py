@@ -54,13 +54,14 @@ class TableFault:
     tick_fails: bool = False  # what the first tick does (measured, and pinned here)
     fast: bool = False  # part of the fast subset (make test)
     warm: bool = False  # a tick ran before (the watermarks exist: replaced with an ETag, not inserted)
-    single_only: bool = False  # only a request for one entity, never a batch
+    guarded_only: bool = False  # only an ETag-guarded request (If-Match), never a batch or an upsert
 
 
 # Paths: POST /<account>/<prefix><table> inserts one entity, PUT/PATCH/DELETE
 # /<account>/<prefix><table>(...) changes one, GET reads and queries; the tick's alert writes
 # (outbox inserts, history, baseline, seen markers, outbox commit flags) are POST /<account>/$batch
-# transactions, matched by the requests inside them (`single_only` keeps a fault off batches).
+# transactions, matched by the requests inside them, or a single request when a partition gets one
+# entity. `guarded_only` keeps a fault to ETag-guarded replaces.
 TABLE_FAULTS = [
     TableFault("outbox insert 500 x2 (SDK retries)", "500", "POST", "outbox", count=2),
     TableFault("outbox insert answered 500 after the write", "500-after", "POST", "outbox", fast=True),
@@ -74,14 +75,14 @@ TABLE_FAULTS = [
     ),
     TableFault("watermark insert answered 500 after the write", "500-after", "POST", "watermarks", fast=True),
     TableFault("watermark replace answered 500 after the write", "500-after", "PUT", "watermarks", warm=True),
-    # The first delivery record (an ETag-guarded PUT of one entity; the history writes before it are
-    # batches): the SDK's retry meets our own write (412); the record sees its entry landed.
+    # The first delivery record (the first ETag-guarded PUT there; the history writes before it are
+    # upserts): the SDK's retry meets our own write (412); the record sees its entry landed.
     TableFault(
         "delivery record answered 500 after the write",
         "500-after",
         "PUT",
         "alerts(PartitionKey='alert'",
-        single_only=True,
+        guarded_only=True,
         fast=True,
     ),
     TableFault("outbox delete timed out after the delete", "stall-after", "DELETE", "outbox"),
@@ -103,7 +104,7 @@ def test_table_fault_loses_nothing(
         world.figures.ticks -= 1  # setup, not part of the scenario
     world.standard(now)
     behind_proxy.add_fault(fault.mode, fault.count, method=fault.method, match=fault.match, skip=fault.skip,
-                           delay=fault.delay, single_only=fault.single_only)  # fmt: skip
+                           delay=fault.delay, guarded_only=fault.guarded_only)  # fmt: skip
     errors_before = len(world.errors)
     world.tick(now)
     first_failed = len(world.errors) > errors_before
