@@ -4,6 +4,8 @@ list     newest first, with the history page's filters; --after ALERT_ID for the
 show     one alert: facts, runbook, every event, delivery and status history
 ack      acknowledge an alert (--by NAME required, --note optional)
 resolve  resolve an alert (--by NAME and --note required)
+reindex  write every alert's index copies again (once, after upgrading from a version whose
+         principal index had a partition per principal; docs/oncall.md)
 
 Runs with the app's settings in the environment, under your own Azure sign-in. Values from
 log rows are printed with control characters made visible (an ANSI escape in a user agent
@@ -30,7 +32,7 @@ HEADLINE_COLUMN = 60  # the table shortens headlines; `show` and --format json h
 
 
 def add_commands(subparsers: Any) -> None:
-    """Add `alerts list|show|ack|resolve` to the `python -m monitors` parser."""
+    """Add `alerts list|show|ack|resolve|reindex` to the `python -m monitors` parser."""
     alerts = subparsers.add_parser(
         "alerts", help="the alert history: list, show, ack, resolve", description=__doc__.split("\n\n")[0]
     )
@@ -62,6 +64,8 @@ def add_commands(subparsers: Any) -> None:
         )
         change.add_argument("--format", choices=["table", "json"], default="table")
 
+    actions.add_parser("reindex", help="write every alert's index copies again (after an upgrade)")
+
 
 def run(
     args: argparse.Namespace,
@@ -82,6 +86,9 @@ def run(
     try:
         if args.alerts_command == "list":
             return _list(store, args, [d.id for d in DETECTIONS], out)
+        if args.alerts_command == "reindex":
+            out.write(f"{store.reindex()} alerts indexed\n")
+            return 0
         if not history.ALERT_ID.match(args.alert_id):
             raise InputError("an alert id looks like 8227921599999-818c8008c6d3")
         if args.alerts_command == "show":

@@ -1,11 +1,13 @@
 """Alert history in Table Storage, laid out for on-call's questions.
 
 Every alert lives in partition "alert" (row key = alert id, which sorts newest first), with
-its full payload. Copies of its summary live in index partitions, one per detection and one
-per principal (object id and UPN), so a filtered page is a range read of one partition, never
-a scan of the table. A time range is a row-key range; severity and status are filters inside
-the chosen partition. Pages continue from the last row key shown, so paging stays cheap
-however many alerts are stored.
+its full payload. Copies of its summary live in index partitions: "detection|<detection>" (row
+key = alert id) and "principal" (row key = `key(principal)|alert id`, one copy for the object
+id and one for the UPN), so a filtered page is a range read of one partition, never a scan of
+the table. The principal index is one partition, not one per principal, so that a tick's new
+alerts, each for a different principal, are stored in batch transactions. A time range is a
+row-key range; severity and status are filters inside the chosen partition. Pages continue from
+the last alert shown, so paging stays cheap however many alerts are stored.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ MAX_PAGE = 200
 CHART_MAX_ALERTS = 20_000
 
 
-def index_partitions(detection: str, principal_key: str, principal_label: str) -> list[str]:
-    keys = dict.fromkeys([f"detection|{detection}", f"principal|{key(principal_key)}",
-                          f"principal|{key(principal_label.lower())}"])  # fmt: skip
-    return list(keys)
+PRINCIPALS = "principal"
+
+
+def _alert_id(row_key: str) -> str:
+    """The alert id in a row key of any partition (key() never leaves a '|' in a principal)."""
+    return row_key.rpartition("|")[2]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,9 +143,13 @@ class HistoryStore:
         return entity, alerts.from_json(unpack(entity))
 
     def query(self, q: HistoryQuery) -> Page:
-        partition, conditions, params = MAIN, [], {}
+        """A page of summaries, newest first; each row's RowKey is the alert id, whichever
+        partition served it."""
+        partition, prefix, conditions, params = MAIN, "", [], {}
         if q.principal:
-            partition = f"principal|{key(q.principal.strip().lower())}"
+            partition, prefix = PRINCIPALS, f"{key(q.principal.strip().lower())}|"
+            conditions.append("RowKey gt @prefix and RowKey lt @end")  # '~' sorts after every alert id
+            params.update(prefix=prefix, end=f"{prefix}~")
         elif q.detection:
             partition = f"detection|{q.detection}"
         params["pk"] = partition
@@ -150,13 +158,13 @@ class HistoryStore:
             params["detection"] = q.detection
         if q.after:
             conditions.append("RowKey gt @after")
-            params["after"] = q.after
+            params["after"] = prefix + q.after
         if q.since:  # newer alerts have smaller row keys
             conditions.append("RowKey lt @since")
-            params["since"] = f"{_inverted(q.since)}~"
+            params["since"] = f"{prefix}{_inverted(q.since)}~"
         if q.until:
             conditions.append("RowKey ge @until")
-            params["until"] = f"{_inverted(q.until)}"
+            params["until"] = f"{prefix}{_inverted(q.until)}"
         for column, value in (("Severity", q.severity), ("Status", q.status)):
             if value:
                 conditions.append(f"{column} eq @{column.lower()}")
@@ -165,11 +173,28 @@ class HistoryStore:
         query_filter = " and ".join(["PartitionKey eq @pk", *conditions])
         rows = []
         for entity in self.store.query(TABLE, query_filter, params, page_size=limit + 1):
-            rows.append(entity)
+            rows.append({**entity, "RowKey": _alert_id(entity["RowKey"])})
             if len(rows) > limit:
                 break
         more = len(rows) > limit
         return Page(rows=rows[:limit], next_after=rows[limit - 1]["RowKey"] if more else None)
+
+    def reindex(self) -> int:
+        """Write every alert's index copies again from its main entity; returns alerts indexed.
+
+        For alerts stored before the principal index became one partition (their copies sit in
+        "principal|<key>" partitions, which nothing reads now). Idempotent; a status changed
+        while it runs can be overwritten in a copy with the value read a moment before."""
+        indexed, copies = 0, []
+        for main in self.store.query(TABLE, "PartitionKey eq @pk", {"pk": MAIN}, page_size=1000):
+            summary = {k: v for k, v in main.items() if k != "etag" and not k.startswith("Payload")}
+            copies += [{**summary, "PartitionKey": p, "RowKey": r} for p, r in _index_keys(summary)]
+            indexed += 1
+            if len(copies) >= 1000:
+                self.store.upsert_many(TABLE, copies)
+                copies = []
+        self.store.upsert_many(TABLE, copies)
+        return indexed
 
     def daily_counts(self, days: int, now: datetime) -> dict[str, Counter[str]]:
         """Alerts per UTC day per detection, newest day last; reads only two small columns."""
@@ -191,15 +216,12 @@ class HistoryStore:
 
     # --- helpers
 
-    def _indexes(self, summary: dict[str, Any]) -> list[str]:
-        return index_partitions(summary["Detection"], summary["PrincipalKey"], summary["Principal"])
-
     def _update(self, main: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         """Change the main entity (ETag-guarded: a concurrent change raises StaleWrite), then its copies."""
         updated = {**main, **changes}
         self.store.replace(TABLE, updated, main["etag"])
-        for partition in self._indexes(main):
-            self.store.merge(TABLE, {"PartitionKey": partition, "RowKey": main["RowKey"], **changes})
+        for partition, row_key in _index_keys(main):
+            self.store.merge(TABLE, {"PartitionKey": partition, "RowKey": row_key, **changes})
         return updated
 
 
@@ -211,8 +233,16 @@ def alert_entities(
     `waiver` names the waiver that covered a "waived" alert ("waiver by ... until ...: reason").
     """
     summary = _summary_entity(alert, status=status, delivery=delivery, waiver=waiver)
-    indexes = index_partitions(summary["Detection"], summary["PrincipalKey"], summary["Principal"])
-    return [{**summary, "PartitionKey": MAIN, **payload}, *({**summary, "PartitionKey": p} for p in indexes)]
+    copies = ({**summary, "PartitionKey": p, "RowKey": r} for p, r in _index_keys(summary))
+    return [{**summary, "PartitionKey": MAIN, **payload}, *copies]
+
+
+def _index_keys(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(PartitionKey, RowKey) of an alert's index copies, from its summary (or main entity)."""
+    alert_id = summary["RowKey"]
+    principals = dict.fromkeys([key(summary["PrincipalKey"]), key(summary["Principal"].lower())])
+    by_principal = [(PRINCIPALS, f"{principal}|{alert_id}") for principal in principals]
+    return [(f"detection|{summary['Detection']}", alert_id), *by_principal]
 
 
 def _inverted(moment: datetime) -> str:

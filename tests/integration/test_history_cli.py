@@ -170,3 +170,57 @@ def test_runs_as_a_module_in_a_subprocess(app_env: dict) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert [a["alert_id"] for a in json.loads(result.stdout)["alerts"]] == [made.alert_id]
+
+
+def test_principal_pages_stay_within_the_principal(app_env: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """The principal index is one partition; a principal's rows are a row-key range in it."""
+    adele = [alert(n) for n in range(4)]
+    # Its key starts with adele's: its alerts must not leak into her pages, nor hers into its.
+    longer = [alert(n, upn="adele@contoso.com.evil") for n in (1, 5)]
+    seed(adele + longer)
+
+    def listed(*argv: str) -> dict:
+        code, out, err = run(capsys, "list", "--format", "json", *argv)
+        assert code == 0, err
+        return json.loads(out)
+
+    first = listed("--principal", "Adele@Contoso.com", "--limit", "3")
+    assert [a["alert_id"] for a in first["alerts"]] == [m.alert_id for m in adele[:3]]
+    rest = listed("--principal", "adele@contoso.com", "--limit", "3", "--after", first["next"])
+    assert ([a["alert_id"] for a in rest["alerts"]], rest["next"]) == ([adele[3].alert_id], None)
+    until = (NOW - timedelta(hours=1)).isoformat()
+    assert [
+        a["alert_id"] for a in listed("--principal", "adele@contoso.com", "--until", until)["alerts"]
+    ] == [m.alert_id for m in adele[1:]]
+    assert [a["alert_id"] for a in listed("--principal", "adele@contoso.com.evil")["alerts"]] == [
+        m.alert_id for m in longer
+    ]
+
+    assert run(capsys, "ack", adele[2].alert_id, "--by", "Kari")[0] == 0  # changes the copies too
+    acknowledged = listed("--principal", "adele@contoso.com", "--status", "acknowledged")
+    assert [a["alert_id"] for a in acknowledged["alerts"]] == [adele[2].alert_id]
+
+
+def test_reindex_rebuilds_the_index_copies(app_env: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """Alerts stored before the principal index was one partition have no copy there: reindex
+    writes them from the main entities."""
+    made = [alert(n) for n in range(3)]
+    store = services_from_environment().store
+    entities = [
+        e
+        for m in made
+        for e in alert_entities(m, status="new", delivery="delivered", payload=pack(alerts.to_json(m)))
+    ]
+    store.upsert_many(TABLE, [e for e in entities if e["PartitionKey"] == "alert"])  # main entities only
+    assert (
+        json.loads(run(capsys, "list", "--principal", "adele@contoso.com", "--format", "json")[1])["alerts"]
+        == []
+    )
+
+    assert run(capsys, "reindex") == (0, "3 alerts indexed\n", "")
+    for argv in (["--principal", "adele@contoso.com"], ["--detection", "user-arm-write"]):
+        code, out, _ = run(capsys, "list", "--format", "json", *argv)
+        assert (code, [a["alert_id"] for a in json.loads(out)["alerts"]]) == (0, [m.alert_id for m in made])
+    copies = list(store.query(TABLE, "PartitionKey eq @pk", {"pk": "principal"}))
+    assert not any(k.startswith("Payload") for c in copies for k in c)  # summaries, not payloads
+    assert run(capsys, "reindex")[1] == "3 alerts indexed\n"  # idempotent
