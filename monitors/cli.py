@@ -148,8 +148,10 @@ def _columns_read(table: str) -> frozenset[str]:
     from monitors.exports import SCHEMA
 
     kql = "\n".join(detection.query for detection in DETECTIONS)
-    words = set(re.findall(r"\w+", re.sub(r"(^|\s)//[^\n]*", " ", kql)))  # comments name none
-    return frozenset(SCHEMA[table].keys() & words)
+    # Comments and string literals name no column ("Microsoft.Authorization/..." is not one).
+    code = re.sub(r"(^|\s)//[^\n]*", " ", kql)
+    code = re.sub(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'', " ", code)
+    return frozenset(SCHEMA[table].keys() & set(re.findall(r"\w+", code)))
 
 
 def _break_glass_accounts(cli_values: list[str]) -> BreakGlassAccounts:
