@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -263,6 +263,45 @@ def convert_value(kql_type: str, value: Any) -> Any:
     raise ValueError(f"unknown KQL type {kql_type!r}")
 
 
+# JSON text -> the dynamic value convert_value would store: the value itself if it is valid JSON
+# (compact), else the text as a dynamic string.
+_DYNAMIC_FROM_TEXT = "CASE WHEN json_valid({0}) THEN json({0}) ELSE to_json({0}) END"
+
+
+class _ColumnError(Exception):
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def _typed_column(kql_type: str, values: list[Any]) -> list[Any]:
+    """convert_value over one column, with shortcuts for the types exports' rows already have.
+    Dynamic text stays text (see _DYNAMIC_FROM_TEXT). Raises _ColumnError from the ValueError."""
+    if kql_type == "string":
+        fast = [value if type(value) is str else None for value in values]
+    elif kql_type == "datetime":
+        fast = [
+            value.replace(tzinfo=None) if type(value) is datetime and value.tzinfo is UTC else None
+            for value in values
+        ]
+    elif kql_type == "dynamic":
+        fast = [value if type(value) is str else None for value in values]
+    else:
+        fast = [None] * len(values)
+    if None not in fast:
+        return fast
+    for index, value in enumerate(fast):
+        if value is None and (original := values[index]) is not None:
+            try:
+                fast[index] = (
+                    _compact_json(original) if kql_type == "dynamic" else convert_value(kql_type, original)
+                )
+            except ValueError as error:
+                raise _ColumnError(index) from error
+        elif value is None and kql_type == "string":
+            fast[index] = ""
+    return fast
+
+
 # --- values out: DuckDB value -> the service's JSON
 
 
@@ -379,7 +418,11 @@ class LogAnalyticsServer(HttpsService):
         self._con = duckdb_kql.connect(str(database) if database else ":memory:", config=config)
         self._catalog = self._con.sql("SELECT current_database()").fetchall()[0][0]
         for table, columns in self.schema.items():
-            defs = [f'"{name}" {SQL_TYPES[kql_type]}' for name, kql_type in columns.items()]
+            # A string column left out of an insert is "" (Kusto strings are never null).
+            defs = [
+                f'"{name}" {SQL_TYPES[kql_type]}' + (" DEFAULT ''" if kql_type == "string" else "")
+                for name, kql_type in columns.items()
+            ]
             self._con.execute(f'CREATE TABLE "{table}" ({", ".join(defs)}, "{INGESTION_COLUMN}" TIMESTAMP)')
 
     # lifecycle
@@ -415,6 +458,60 @@ class LogAnalyticsServer(HttpsService):
         converted = [self._convert_row(table, columns, row, now, index) for index, row in enumerate(rows)]
         self._insert(table, columns, converted)
         return len(converted)
+
+    def ingest_typed(self, table: str, rows: Sequence[Mapping[str, Any]], ingested_at: datetime) -> int:
+        """Store rows already typed as monitors.exports reads them (all or none), as `ingest` would
+        with `_IngestionTime` = `ingested_at`, at a fraction of its cost: values are checked and
+        converted a column at a time, and dynamic values that are JSON text (read_export's
+        `dynamic_text`) are normalised by DuckDB instead of Python, with convert_value's outcome:
+        text that is valid JSON is stored as that value, compact; any other text is a dynamic
+        string. A value of any other type goes through convert_value. Columns no row has are
+        left to the table's defaults ("" for strings, null otherwise)."""
+        columns = self._columns(table)
+        if not rows:
+            return 0
+        present = set().union(*rows)
+        for extra in sorted(present - columns.keys()):
+            if (table, extra) not in self._warned:
+                self._warned.add((table, extra))
+                _warn(f"{table}: column {extra!r} is not in the schema; its values are dropped")
+        # What the service fills in itself: the ingestion time, TimeGenerated from it, the Type.
+        present |= {INGESTION_COLUMN, "TimeGenerated", "Type"} & columns.keys()
+        names = [name for name in columns if name in present]
+        values: list[list[Any]] = []
+        for name in names:
+            kql_type = columns[name]
+            if name in (INGESTION_COLUMN, "TimeGenerated"):
+                given = [row.get(name) for row in rows]
+                if name == "TimeGenerated" and None in given:
+                    stamps = [row.get(INGESTION_COLUMN) for row in rows]
+                    given = [
+                        v if v is not None else s if s is not None else ingested_at
+                        for v, s in zip(given, stamps, strict=True)
+                    ]
+                else:
+                    given = [ingested_at if value is None else value for value in given]
+            elif name == "Type":
+                given = [row.get(name) or table for row in rows]
+            else:
+                given = [row.get(name) for row in rows]
+            try:
+                values.append(_typed_column(kql_type, given))
+            except _ColumnError as error:
+                raise RowError(table, name, str(error.__cause__), error.index) from error.__cause__
+        selects, outputs = [], []
+        for i, name in enumerate(names):
+            kql_type = columns[name]
+            sql_type = "VARCHAR" if kql_type == "dynamic" else SQL_TYPES[kql_type]
+            selects.append(f"unnest(?::{sql_type}[]) AS c{i}")
+            outputs.append(_DYNAMIC_FROM_TEXT.format(f"c{i}") if kql_type == "dynamic" else f"c{i}")
+        quoted = ", ".join(f'"{name}"' for name in names)
+        sql = (
+            f'INSERT INTO "{table}" ({quoted}) SELECT {", ".join(outputs)} FROM (SELECT {", ".join(selects)})'  # noqa: S608 - schema names
+        )
+        with self._cursor() as cursor:
+            cursor.execute(sql, values)
+        return len(rows)
 
     def load_dir(self, data_dir: Path) -> int:
         """Load every `<Table>.jsonl`; a bad line is skipped with a warning, never fatal."""

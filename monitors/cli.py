@@ -94,7 +94,7 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
             progress = _Progress(path, err)
             try:
                 rows = exports.read_export(
-                    path, table, report, on_progress=progress, columns=_columns_read(table)
+                    path, table, report, on_progress=progress, columns=_columns_read(table), dynamic_text=True
                 )
                 for batch in _batches(rows, INGEST_BATCH):
                     _ingest(engine, table, batch, ingested_at, report, path)
@@ -165,13 +165,12 @@ def _break_glass_accounts(cli_values: list[str]) -> BreakGlassAccounts:
 def _ingest(
     engine: Any, table: str, rows: list[dict[str, Any]], at: datetime, report: Any, path: Path
 ) -> None:
-    stamped = [{**row, "_IngestionTime": at} for row in rows]
     try:
-        engine.ingest(table, stamped)
+        engine.ingest_typed(table, rows, at)
     except ValueError:
-        for row in stamped:  # find the offenders; keep the rest
+        for row in rows:  # find the offenders; keep the rest
             try:
-                engine.ingest(table, [row])
+                engine.ingest_typed(table, [row], at)
             except ValueError as error:
                 report.skip(path, f"{table}: {error}")
 

@@ -249,6 +249,8 @@ def read_export(
     report: ReadReport,
     on_progress: ProgressCallback | None = None,
     columns: Collection[str] | None = None,
+    *,
+    dynamic_text: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Rows of one export of `table`, whatever the file is called; its FileReport joins `report`.
 
@@ -259,6 +261,10 @@ def read_export(
     `columns`: the documented columns the caller reads (default: all). Rows hold only these, plus
     TimeGenerated, the column it may be taken from, and Type (which keeps other tables' rows of a
     union export out); the export's other columns are not parsed, checked or reported.
+
+    `dynamic_text`: dynamic values are handed on as the export's text (a JSON export's non-string
+    values as compact JSON text), not parsed, for a consumer that parses JSON itself: replay's
+    engine does, in DuckDB, with the same outcome (valid JSON is the value, anything else a string).
     """
     canonical = _TABLE_BY_LOWER.get(table.lower())
     if canonical is None:
@@ -270,7 +276,7 @@ def read_export(
             raise ValueError(f"not documented {canonical} columns: {', '.join(unknown)}")
         always = {"TimeGenerated", "Type", _TIME_SOURCE.get(canonical, "TimeGenerated")}
         keep = frozenset(columns) | always
-    rows = _read(path, canonical, report, on_progress, keep)
+    rows = _read(path, canonical, report, on_progress, keep, dynamic_text)
     next(rows)  # run the generator up to its first row: open, sniff and check the header now
     return cast(Iterator[dict[str, Any]], rows)  # the one None (header checked) has been consumed
 
@@ -287,6 +293,7 @@ def _read(
     report: ReadReport,
     on_progress: ProgressCallback | None,
     keep: frozenset[str] | None = None,
+    dynamic_text: bool = False,
 ) -> Iterator[dict[str, Any] | None]:
     try:
         binary = open(path, "rb")  # noqa: SIM115  # closed by the finally below, when iteration ends
@@ -299,7 +306,9 @@ def _read(
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
         file_report = FileReport(path=path, table=table, format=fmt)
         progress = _Progress(binary, total, on_progress)
-        rows = (_csv_rows if fmt == "csv" else _json_rows)(path, text, table, file_report, progress, keep)
+        rows = (_csv_rows if fmt == "csv" else _json_rows)(
+            path, text, table, file_report, progress, keep, dynamic_text
+        )
         try:
             next(rows)  # header checked
             report.files.append(file_report)
@@ -417,8 +426,14 @@ class _Plan:
     """How to turn the fields of one header's rows into a documented-column dict, fast."""
 
     def __init__(
-        self, path: Path, names: Sequence[str], table: str, keep: frozenset[str] | None = None
+        self,
+        path: Path,
+        names: Sequence[str],
+        table: str,
+        keep: frozenset[str] | None = None,
+        dynamic_text: bool = False,
     ) -> None:
+        self.dynamic_text = dynamic_text
         self.table, self.lower = table, table.lower()
         self.types = SCHEMA[table]
         self.width = len(names)
@@ -462,7 +477,8 @@ class _Plan:
         self.needed = frozenset(used + ([] if self.union_index is None else [self.union_index]))
 
     def _add(self, target: str, indexes: tuple[int, ...]) -> None:
-        convert = _CONVERTERS[self.types[target]]
+        kql_type = self.types[target]
+        convert = _dynamic_text if kql_type == "dynamic" and self.dynamic_text else _CONVERTERS[kql_type]
         if len(indexes) > 1:
             self.coalesced.append((target, indexes, convert))
         elif convert is None:
@@ -597,6 +613,11 @@ def _to_dynamic(value: Any) -> Any:
     return parsed if end == len(text) or not text[end:].strip() else value
 
 
+def _dynamic_text(value: Any) -> str:
+    """A dynamic value left as JSON text for the consumer to parse (read_export's `dynamic_text`)."""
+    return value if isinstance(value, str) else _to_str(value)
+
+
 def _to_str(value: Any) -> str:
     """Only JSON exports reach this with non-strings; render them as KQL's tostring() would."""
     if isinstance(value, str):
@@ -635,6 +656,7 @@ def _csv_rows(
     report: FileReport,
     progress: _Progress,
     keep: frozenset[str] | None = None,
+    dynamic_text: bool = False,
 ) -> Iterator[dict[str, Any] | None]:
     """Yields None once the header is checked, then rows."""
     csv.field_size_limit(max(csv.field_size_limit(), 64 << 20))  # JSON columns can exceed the 128 KiB default
@@ -643,7 +665,7 @@ def _csv_rows(
         header = next(reader)
     except (csv.Error, StopIteration) as exc:
         raise ExportError(f"{path}: no readable CSV header ({exc or 'no data'})") from None
-    plan = _Plan(path, header, table, keep)
+    plan = _Plan(path, header, table, keep, dynamic_text)
     if not plan.columns:
         raise ExportError(
             f"{path}: no documented {table} column in the header (first columns: "
@@ -758,6 +780,7 @@ def _json_rows(
     report: FileReport,
     progress: _Progress,
     keep: frozenset[str] | None = None,
+    dynamic_text: bool = False,
 ) -> Iterator[dict[str, Any] | None]:
     """Yields None once the opening '[' is seen, then rows."""
     items = _json_array(path, text, progress)
@@ -775,7 +798,7 @@ def _json_rows(
             keys = tuple(item)
             plan = plans.get(keys)
             if plan is None:
-                plan = _Plan(path, keys, table, keep)
+                plan = _Plan(path, keys, table, keep, dynamic_text)
                 if len(plans) < 64:  # az prints the same keys for every row: one plan serves all
                     plans[keys] = plan
                 if not undocumented.issuperset(plan.undocumented):

@@ -224,3 +224,89 @@ def test_a_query_the_local_engine_refuses_ends_replay_with_a_message(
     assert main(["replay", str(logdir)]) == 2
     err = capsys.readouterr().err
     assert "error: user-arm-write: the local query engine failed: Out of Memory Error" in err
+
+
+# --------------------------------------------------------------------------- the fast ingest path
+
+ODD_DYNAMICS = [
+    ' {"idtyp": "user", "n": [1, 2.5, true, null]} ',  # spaces around an object: the object
+    '{"a":"\\u00e9\\n"}',  # escapes
+    "5",  # JSON scalars are their values
+    '"quoted"',
+    "true",
+    "not json",  # anything else: a dynamic string
+    '{"a":1} trailing',
+    "{'single': 'quotes'}",
+    "",  # empty: null
+]
+
+
+def _stored(engine: object, table: str) -> list[tuple[object, ...]]:
+    con = engine._con  # type: ignore[attr-defined]
+    return con.execute(f'SELECT * FROM "{table}" ORDER BY ALL').fetchall()  # noqa: S608 - a table name
+
+
+def test_replay_stores_exactly_what_the_general_ingest_stores(logdir: Path, tmp_path: Path) -> None:
+    """Replay hands dynamic columns through as text and lets DuckDB parse them (ingest_typed); the
+    tables hold the same values as when Python parses them and `ingest` stores them, odd values too."""
+    import csv
+    from datetime import UTC, datetime, timedelta
+
+    from devstack.loganalytics import LogAnalyticsServer
+    from monitors import exports
+
+    with (logdir / "AzureActivity.csv").open(encoding="utf-8-sig", newline="") as source:
+        header, *body = list(csv.reader(source))
+    for n, text in enumerate(ODD_DYNAMICS):
+        row = list(body[n])
+        row[header.index("Claims_d")] = text
+        row[header.index("Properties_d")] = text
+        body.append(row)
+    with (logdir / "AzureActivity.csv").open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows([header, *body])
+    at = datetime.now(UTC) - timedelta(minutes=10)
+
+    def stored(fast: bool) -> dict[str, list[tuple[object, ...]]]:
+        engine = LogAnalyticsServer("replay", state_dir=tmp_path / str(fast))
+        try:
+            for table, path in exports.discover(logdir).files.items():
+                rows = list(exports.read_export(path, table, exports.ReadReport(), dynamic_text=fast))
+                if fast:
+                    engine.ingest_typed(table, rows, at)
+                else:
+                    engine.ingest(table, [{**row, "_IngestionTime": at} for row in rows])
+            return {table: _stored(engine, table) for table in exports.TABLES}
+        finally:
+            engine.stop()
+
+    general, fast = stored(fast=False), stored(fast=True)
+    assert len(general["AzureActivity"]) == 23 + len(ODD_DYNAMICS)
+    assert fast == general
+
+
+def test_a_row_the_engine_refuses_is_skipped_and_counted_the_rest_kept(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from devstack.loganalytics import LogAnalyticsServer
+    from monitors import exports
+    from monitors.cli import _ingest
+
+    path = tmp_path / "AzureActivity.csv"
+    path.write_text("EventDataId,TimeGenerated [UTC]\ne1,2026-01-01T00:00:00Z\n", encoding="utf-8")
+    report = exports.ReadReport()
+    list(exports.read_export(path, "AzureActivity", report))  # the report knows the file
+    engine = LogAnalyticsServer("replay", state_dir=tmp_path)
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    good = {"EventDataId": "e1", "TimeGenerated": datetime(2026, 1, 1, tzinfo=UTC)}
+    bad = {"EventDataId": "e2", "TimeGenerated": "not a time"}
+    try:
+        _ingest(engine, "AzureActivity", [good, bad, {**good, "EventDataId": "e3"}], at, report, path)
+        ids = [
+            row[0]
+            for row in engine._con.execute('SELECT EventDataId FROM "AzureActivity" ORDER BY 1').fetchall()
+        ]
+    finally:
+        engine.stop()
+    assert ids == ["e1", "e3"]
+    assert report.rows_skipped == 1
+    assert "column 'TimeGenerated'" in report.examples()[0]

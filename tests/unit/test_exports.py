@@ -740,3 +740,25 @@ def test_only_the_columns_asked_for_are_read(tmp_path: Path) -> None:
     assert report.files[0].undocumented_columns == ["Mystery"]
     with pytest.raises(ValueError, match="not documented AzureActivity columns: Nope"):
         read_export(path, "AzureActivity", ReadReport(), columns=["Caller", "Nope"])
+
+
+def test_dynamic_text_hands_dynamic_values_on_as_text_and_checks_the_rest(tmp_path: Path) -> None:
+    """For a consumer that parses JSON itself (replay's engine): text as exported, a JSON export's
+    values as compact JSON text, an empty value null; every other column and check as before."""
+    claims = '{"idtyp": "user"}'
+    path = write_csv(
+        tmp_path / "a.csv",
+        ["TimeGenerated [UTC]", "EventDataId", "Claims_d", "Properties_d"],
+        ["2026-01-01T00:00:00Z", "e1", claims, ""],
+        ["not a time", "e2", claims, ""],
+    )
+    report = ReadReport()
+    (row,) = read_export(path, "AzureActivity", report, dynamic_text=True)
+    assert (row["Claims_d"], row["Properties_d"]) == (claims, None)
+    assert row["TimeGenerated"] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert report.rows_skipped == 1
+    items = [{"TimeGenerated": "2026-01-01T00:00:00Z", "Claims_d": {"idtyp": "user"}, "Properties_d": 5}]
+    (row,) = read_export(
+        write_json(tmp_path / "a.json", items), "AzureActivity", ReadReport(), dynamic_text=True
+    )
+    assert (row["Claims_d"], row["Properties_d"]) == ('{"idtyp":"user"}', "5")
