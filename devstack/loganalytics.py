@@ -395,10 +395,12 @@ class LogAnalyticsServer(HttpsService):
         max_rows: int = DEFAULT_MAX_ROWS,
         database: Path | None = None,
         memory_limit: str | None = None,
+        temp_directory: Path | None = None,
     ) -> None:
         """`database`: a file for the rows (default: memory); with `memory_limit` (e.g. "512MB")
-        DuckDB keeps at most that much in memory and pages the rest to disk, as replay needs
-        for exports larger than the machine's memory."""
+        DuckDB keeps at most that much in memory and pages the rest to disk (the file, and
+        `temp_directory`, where an in-memory database spills its rows and queries their state),
+        as replay needs for exports larger than the machine's memory."""
         self.workspace_id = workspace_id
         self.state_dir = Path(state_dir)
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -414,7 +416,9 @@ class LogAnalyticsServer(HttpsService):
         self._fault: QueryFault | None = None
         self.fault_log: list[str] = []  # the mode of every fault answered, oldest first
         self.query_count = 0  # query requests that reached the workspace (faulted or not)
-        config = {"memory_limit": memory_limit} if memory_limit else {}
+        config: dict[str, Any] = {"memory_limit": memory_limit} if memory_limit else {}
+        if temp_directory is not None:
+            config["temp_directory"] = str(temp_directory)
         self._con = duckdb_kql.connect(str(database) if database else ":memory:", config=config)
         self._catalog = self._con.sql("SELECT current_database()").fetchall()[0][0]
         for table, columns in self.schema.items():

@@ -310,3 +310,32 @@ def test_a_row_the_engine_refuses_is_skipped_and_counted_the_rest_kept(tmp_path:
     assert ids == ["e1", "e3"]
     assert report.rows_skipped == 1
     assert "column 'TimeGenerated'" in report.examples()[0]
+
+
+def test_the_engine_spills_rows_beyond_its_memory_limit_to_the_scratch_folder(tmp_path: Path) -> None:
+    """Replay's engine: in memory up to its limit, the rest in its temporary folder (and no file
+    database to write through); more rows than the limit still read back whole."""
+    import random
+    from datetime import UTC, datetime
+
+    from devstack.loganalytics import LogAnalyticsServer
+
+    spill = tmp_path / "spill"
+    engine = LogAnalyticsServer("replay", state_dir=tmp_path, memory_limit="64MB", temp_directory=spill)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    noise = random.Random(7)  # noqa: S311 - test data, not secrets
+    try:
+        for batch in range(10):  # ~100 MB of text that does not compress
+            rows = [
+                {"EventDataId": f"{batch}-{i}", "Claims": f"{noise.getrandbits(40_000):x}"}
+                for i in range(1_000)
+            ]
+            engine.ingest_typed("AzureActivity", rows, at)
+        assert any(spill.iterdir())
+        count, size = engine._con.execute(
+            'SELECT count(*), sum(length(Claims)) FROM "AzureActivity"'
+        ).fetchone()
+    finally:
+        engine.stop()
+    assert count == 10_000
+    assert size > 64 * 2**20
