@@ -208,9 +208,11 @@ def _targets(r: dict[str, Any]) -> list[str]:
         full = [x for x in r["replay"]["runs"] if x.get("rows_per_s")]
         if full:
             best = max(full, key=lambda x: x["rows"])
-            rate = max(best["rows_per_s"], best.get("rows_per_cpu_s") or 0)
+            # One core: rows per CPU-second of every thread (DuckDB may use several; wall rows/s
+            # would then count more than one core).
+            rate = best.get("rows_per_cpu_s") or 0
             rows.append(
-                f"| replay ≥ {REPLAY_TARGET:,} AzureActivity rows/s on one core | "
+                f"| replay ≥ {REPLAY_TARGET:,} AzureActivity rows/s on one core (per CPU-second) | "
                 f"{n(best['rows_per_s'])} rows/s wall, {n(best.get('rows_per_cpu_s'))} per CPU-second "
                 f"({n(best['rows'])} rows); reading the export alone: "
                 f"{n((best.get('read_only') or {}).get('rows_per_cpu_s'))} per CPU-second | "
@@ -567,8 +569,8 @@ def _replay(p: dict[str, Any]) -> list[str]:
     if reads:
         out += [
             "",
-            "Reading the export alone (`monitors.exports.read_export` with the columns replay asks for, "
-            "no engine), in its own process:",
+            "Reading the export alone (`monitors.exports.read_export` as replay calls it: the columns "
+            "it asks for, dynamic values as text; no engine), in its own process:",
             "",
             "| rows | wall | CPU | rows per CPU-second | peak RSS |",
             "|---|---|---|---|---|",
