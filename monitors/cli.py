@@ -29,9 +29,9 @@ INGEST_BATCH = 5_000
 # to the scratch folder, so replay's memory stops growing with the export there. Its database is
 # in memory, not a file: a file adds a write-ahead log, checkpoints and compression to every
 # insert (10x the insert's CPU on rows that do not compress), and spilling needs none of it.
-# Not less: the engine's
-# make_set collects a principal's every value before it keeps the first N, so one principal's
-# million rows needs ~1.5 GB in the user-arm-write query (512 MB and 1 GB failed at 1M rows).
+# Not less: the engine's make_set collects a principal's every value before it keeps the first
+# N, so one principal's million rows needs ~1.5 GB in the user-arm-write query (512 MB and 1 GB
+# failed at 1M rows).
 ENGINE_MEMORY_LIMIT = "2GB"
 
 
