@@ -475,10 +475,7 @@ class LogAnalyticsServer(HttpsService):
         if not rows:
             return 0
         present = set().union(*rows)
-        for extra in sorted(present - columns.keys()):
-            if (table, extra) not in self._warned:
-                self._warned.add((table, extra))
-                _warn(f"{table}: column {extra!r} is not in the schema; its values are dropped")
+        self._warn_unknown(table, present - columns.keys())
         # What the service fills in itself: the ingestion time, TimeGenerated from it, the Type.
         present |= {INGESTION_COLUMN, "TimeGenerated", "Type"} & columns.keys()
         names = [name for name in columns if name in present]
@@ -558,6 +555,13 @@ class LogAnalyticsServer(HttpsService):
             raise KeyError(f"unknown table {table!r}; known: {', '.join(sorted(self.schema))}")
         return {**self.schema[table], INGESTION_COLUMN: "datetime"}
 
+    def _warn_unknown(self, table: str, names: Iterable[str]) -> None:
+        """Once per table and column: a column the schema lacks is dropped, as the service does."""
+        for extra in sorted(names):
+            if (table, extra) not in self._warned:
+                self._warned.add((table, extra))
+                _warn(f"{table}: column {extra!r} is not in the schema; its values are dropped")
+
     def _convert_row(
         self,
         table: str,
@@ -566,10 +570,7 @@ class LogAnalyticsServer(HttpsService):
         now: datetime,
         index: int | None = None,
     ) -> tuple[Any, ...]:
-        for extra in row.keys() - columns.keys():
-            if (table, extra) not in self._warned:
-                self._warned.add((table, extra))
-                _warn(f"{table}: column {extra!r} is not in the schema; its values are dropped")
+        self._warn_unknown(table, row.keys() - columns.keys())
         values = dict(row)
         # What the service fills in itself.
         if values.get(INGESTION_COLUMN) is None:
