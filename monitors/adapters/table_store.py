@@ -145,10 +145,10 @@ class TableStore:
 
         used = 0
         for chunk in transactions(entities):
+            self.transactions += 1
             if len(chunk) == 1:  # as in insert_many
-                self.replace(table, chunk[0], etag=None)
+                self._table(table).upsert_entity(chunk[0], mode=UpdateMode.REPLACE)
             else:
-                self.transactions += 1
                 self._table(table).submit_transaction(
                     [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk]
                 )

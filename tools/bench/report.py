@@ -73,7 +73,7 @@ def rng(stats: dict[str, Any] | None, key: str, fmt: Any = s) -> str:
 
 
 GROUND_TRUTH = ("user-arm-write", "break-glass-use")
-PRINCIPAL_COPIES = "a principal's index copy: its own partition, one request"
+BATCHED_HOW = "a transaction per partition, up to 100 entities; a partition's lone entity, a plain request"
 
 
 def verdict(ok: bool | None, how: str = "") -> str:
@@ -167,7 +167,7 @@ def _targets(r: dict[str, Any]) -> list[str]:
             f"{_storing_per_alert(by_op, stored)}, the rest after each Teams post); batched: "
             f"{', '.join(f'{k} ({by_op[k]:,})' for k in batched) or 'none'}"
             f"{''.join(f'; per entity: {k} ({v:,})' for k, v in single.items())} | "
-            f"{verdict(None if not stored else bool(batched) and not single, PRINCIPAL_COPIES)} |"
+            f"{verdict(None if not stored else bool(batched) and not single, BATCHED_HOW)} |"
         )
         warm_gets = sum(
             v for k, v in ((warm or {}).get("transactions_by_op") or {}).items() if k.startswith("get")
