@@ -84,7 +84,8 @@ def run_scale(
         )
         if kind == "cold":
             alerted = [tuple(f) for f in result["findings"]]
-            found = {f for f in alerted if f[0] in {d for d, _ in expected}}  # what the manifest covers
+            covered = {detection for detection, _ in expected}  # what the manifest covers
+            found = {f for f in alerted if f[0] in covered}
             result["ground_truth"] = {
                 "expected": len(expected),
                 "alerted": len(found),
