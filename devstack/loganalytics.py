@@ -53,8 +53,11 @@ from duckdb_kql._antlr.KqlLexer import KqlLexer
 from duckdb_kql.errors import KqlError, KqlSyntaxError
 from duckdb_kql.types import kusto_type
 
+from devstack import kql_aggregates
 from devstack.httpserver import HttpsService, JsonHandler
 from devstack.identity import TokenError, TokenIssuer, verify_token
+
+kql_aggregates.install()  # make_set/make_list as Log Analytics answers them (see that module)
 
 DEFAULT_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "tables.json"
 AUDIENCE = "https://api.loganalytics.io"

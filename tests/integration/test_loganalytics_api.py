@@ -401,6 +401,75 @@ def test_union_of_sign_in_tables_with_todynamic_status(
     ]
 
 
+# --- make_set and make_list as Log Analytics answers them (devstack/kql_aggregates.py)
+
+
+def activity(caller: str, ip: str, claims: Any = None, index: int = 0) -> dict[str, Any]:
+    row = {"TimeGenerated": iso(T0), "EventDataId": f"e{index}", "Caller": caller, "CallerIpAddress": ip}
+    return row if claims is None else {**row, "Claims_d": claims}
+
+
+def test_make_set_returns_at_most_its_size_distinct_values(
+    la: LogAnalyticsServer, client: LogsQueryClient
+) -> None:
+    ips = [f"10.0.0.{i}" for i in range(30)]
+    ingest(la, "AzureActivity", [activity("a@x", ip, index=i) for i, ip in enumerate(ips + ips)])
+    ingest(la, "AzureActivity", [activity("b@x", "10.9.9.9", index=99)])
+    result = run(
+        client,
+        "AzureActivity | summarize Ips = make_set(CallerIpAddress, 5), All = make_set(CallerIpAddress),"
+        " Listed = make_list(CallerIpAddress, 7), Rows = count() by Caller | order by Caller asc",
+    )
+    [[_, capped, everything, listed, rows], [_, lone, lone_all, lone_list, _]] = rows_of(result)
+    assert rows == 60
+    capped, everything, listed = json.loads(capped), json.loads(everything), json.loads(listed)
+    assert len(set(capped)) == len(capped) == 5
+    assert set(capped) <= set(ips)
+    assert sorted(everything) == sorted(ips)  # no size: every distinct value, each once
+    assert len(listed) == 7
+    assert set(listed) <= set(ips)
+    assert json.loads(lone) == json.loads(lone_all) == json.loads(lone_list) == ["10.9.9.9"]
+
+
+def test_make_set_unions_dynamic_arrays_but_not_strings_that_look_like_them(
+    la: LogAnalyticsServer, client: LogsQueryClient
+) -> None:
+    # A string column holding '["a"]' once failed the whole local query; in Log Analytics it is
+    # one string value. A dynamic array's elements join the set.
+    ingest(
+        la,
+        "AzureActivity",
+        [
+            activity("a@x", '["10.0.0.1"]', claims=["amr", "pwd"], index=1),
+            activity("a@x", "10.0.0.2", claims=["pwd", "mfa"], index=2),
+            activity("a@x", "10.0.0.2", claims="mfa", index=3),
+        ],
+    )
+    result = run(
+        client,
+        "AzureActivity | summarize Ips = make_set(CallerIpAddress, 10), Methods = make_set(Claims_d, 10)"
+        " by Caller",
+    )
+    [[_, ips, methods]] = rows_of(result)
+    assert sorted(json.loads(ips)) == ["10.0.0.2", '["10.0.0.1"]']
+    assert sorted(json.loads(methods)) == ["amr", "mfa", "pwd"]
+
+
+def test_aggregates_are_replaced_only_over_the_templates_they_were_written_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from duckdb_kql.translate import functions
+
+    from devstack import kql_aggregates
+
+    changed = functions.AggregateSpec("make_set", "list(DISTINCT {0})", (1, 2))
+    monkeypatch.setitem(functions.AGGREGATE_FUNCTIONS, "make_set", changed)
+    with pytest.raises(
+        RuntimeError, match=r"make_set is not the template devstack/kql_aggregates\.py replaces"
+    ):
+        kql_aggregates.install()
+
+
 # --- loading rows
 
 
