@@ -81,6 +81,20 @@ def test_a_malformed_row_is_skipped_and_counted(logdir: Path) -> None:
     assert "skipped 1 malformed rows" in result.stderr
 
 
+def test_a_value_that_reads_as_a_json_array_is_just_a_value(logdir: Path) -> None:
+    # The local engine once failed the whole user-arm-write query on a string column holding
+    # JSON array text: one crafted row hid every alert of the export.
+    text = (logdir / "AzureActivity.csv").read_text(encoding="utf-8-sig")
+    odd = text.replace(",37.142.150.162,", ',"[""10.6.6.6""]",', 1)
+    assert odd != text
+    (logdir / "AzureActivity.csv").write_text(odd, encoding="utf-8")
+    result = replay(str(logdir), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (alert,) = json.loads(result.stdout)
+    assert len(alert["event_ids"]) == 23
+    assert '["10.6.6.6"]' in alert["facts"]["IP addresses"]
+
+
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
