@@ -403,11 +403,14 @@ class LogAnalyticsServer(HttpsService):
         database: Path | None = None,
         memory_limit: str | None = None,
         temp_directory: Path | None = None,
+        threads: int | None = None,
     ) -> None:
         """`database`: a file for the rows (default: memory); with `memory_limit` (e.g. "512MB")
         DuckDB keeps at most that much in memory and pages the rest to disk (the file, and
         `temp_directory`, where an in-memory database spills its rows and queries their state),
-        as replay needs for exports larger than the machine's memory."""
+        as replay needs for exports larger than the machine's memory. `threads`: DuckDB's worker
+        threads (default: one per core); each keeps its own aggregation state, so fewer need
+        less memory."""
         self.workspace_id = workspace_id
         self.state_dir = Path(state_dir)
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -426,6 +429,8 @@ class LogAnalyticsServer(HttpsService):
         config: dict[str, Any] = {"memory_limit": memory_limit} if memory_limit else {}
         if temp_directory is not None:
             config["temp_directory"] = str(temp_directory)
+        if threads is not None:
+            config["threads"] = threads
         self._con = duckdb_kql.connect(str(database) if database else ":memory:", config=config)
         self._catalog = self._con.sql("SELECT current_database()").fetchall()[0][0]
         for table, columns in self.schema.items():

@@ -29,10 +29,11 @@ INGEST_BATCH = 5_000
 # to the scratch folder, so replay's memory stops growing with the export there. Its database is
 # in memory, not a file: a file adds a write-ahead log, checkpoints and compression to every
 # insert (10x the insert's CPU on rows that do not compress), and spilling needs none of it.
-# Not less: the engine's make_set collects a principal's every value before it keeps the first
-# N, so one principal's million rows needs ~1.5 GB in the user-arm-write query (512 MB and 1 GB
-# failed at 1M rows).
-ENGINE_MEMORY_LIMIT = "2GB"
+# Not less, and one thread: the dedupe by EventDataId keeps state for every distinct event
+# and does not spill, ~0.7-1 GB at 1M rows; with a thread per core each keeps its own state and
+# 1 GB failed (guest-arm-write, 1M rows). One thread costs ~10% more CPU, half the memory.
+ENGINE_MEMORY_LIMIT = "1GB"
+ENGINE_THREADS = 1
 
 
 class ReplayError(Exception):
@@ -91,6 +92,7 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
             state_dir=Path(scratch),
             memory_limit=ENGINE_MEMORY_LIMIT,
             temp_directory=Path(scratch) / "spill",
+            threads=ENGINE_THREADS,
         )
         report = exports.ReadReport()
         for table, path in sorted(discovery.files.items()):
