@@ -20,8 +20,9 @@ Phases (all by default; `--skip naive,replay,...` leaves some out):
 Results go to `<work>/results-<UTC time>.json` and, unless `--no-write`, into the generated part
 of BENCHMARKS.md (between the `bench:begin`/`bench:end` markers; text outside them is kept).
 `--render A.json B.json ...` measures nothing: it joins the phases of earlier results files (a
-later file's phase replaces an earlier one's) and writes (or prints) the report from them, for
-phases run separately, e.g. the ticks while the replay code was still changing.
+later file's phase replaces an earlier one's; replay exports of other sizes are added) and writes
+(or prints) the report from them, for phases run separately, e.g. the ticks while the replay code
+was still changing.
 Generated data is cached in `<work>` (default: $TMPDIR/mfamon-bench), so a second run skips it.
 """
 
@@ -184,15 +185,25 @@ def _render(paths: list[Path], out: Path, no_write: bool) -> int:
             merged = results
             continue
         merged["scales"].update(results.get("scales") or {})
-        for phase in ("coldstart", "time_to_alert", "replay"):
+        for phase in ("coldstart", "time_to_alert"):
             if phase in results:
                 merged[phase] = results[phase]
+        if "replay" in results:
+            merged["replay"] = _join_replays(merged.get("replay"), results["replay"])
         for part in ("phase_seconds", "loadavg"):
             merged[part].update(results.get(part) or {})
         merged["command"] += " + " + results["command"]
         merged["total_seconds"] += results["total_seconds"]
     _publish(merged, out, no_write)
     return 0
+
+
+def _join_replays(earlier: dict | None, later: dict) -> dict:
+    """A later replay phase's export sizes replace the same sizes of an earlier one and add the
+    others (e.g. one larger export run on its own); its guard and profile replace the earlier's."""
+    runs = {run["rows"]: run for run in (earlier or {}).get("runs", [])}
+    runs.update((run["rows"], run) for run in later["runs"])
+    return {**later, "runs": [runs[rows] for rows in sorted(runs)]}
 
 
 def _publish(results: dict, out: Path, no_write: bool) -> None:
