@@ -29,9 +29,9 @@ INGEST_BATCH = 5_000
 # to the scratch folder, so replay's memory stops growing with the export there. Its database is
 # in memory, not a file: a file adds a write-ahead log, checkpoints and compression to every
 # insert (10x the insert's CPU on rows that do not compress), and spilling needs none of it.
-# Not less, and one thread: the dedupe by EventDataId keeps state for every distinct event
-# and does not spill, ~0.7-1 GB at 1M rows; with a thread per core each keeps its own state and
-# 1 GB failed (guest-arm-write, 1M rows). One thread costs ~10% more CPU, half the memory.
+# Not less, and one thread: the dedupe by EventDataId keeps state for every distinct event, of
+# which DuckDB spills only part (600 MB failed at 1M rows); with a thread per core each keeps its
+# own state and 1 GB failed too (guest-arm-write, 1M rows). One thread: ~3% more CPU.
 ENGINE_MEMORY_LIMIT = "1GB"
 ENGINE_THREADS = 1
 
