@@ -23,6 +23,19 @@ def replay(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )  # fmt: skip
 
 
+def replay_json(logdir: Path, *args: str) -> tuple[list[dict], str]:
+    """Replay `logdir` for its JSON alerts (it must succeed) and what it said on stderr."""
+    result = replay(str(logdir), "--format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+def edit_export(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text(encoding="utf-8-sig")
+    assert old in text
+    path.write_text(text.replace(old, new, count), encoding="utf-8")
+
+
 @pytest.fixture
 def logdir(tmp_path: Path) -> Path:
     shutil.copy(FIXTURES / "azureActivity_adele.csv", tmp_path / "AzureActivity.csv")
@@ -31,9 +44,7 @@ def logdir(tmp_path: Path) -> Path:
 
 
 def test_adele_is_a_user_doing_arm_writes_without_mfa(logdir: Path) -> None:
-    result = replay(str(logdir), "--format", "json")
-    assert result.returncode == 0, result.stderr
-    (alert,) = json.loads(result.stdout)
+    (alert,), _ = replay_json(logdir)
     assert alert["detection"] == "user-arm-write"
     assert alert["user_id"] == ADELE_ID
     assert alert["user_principal_name"] == ADELE_UPN
@@ -68,29 +79,19 @@ def test_table_format_is_readable(logdir: Path) -> None:
 
 
 def test_a_malformed_row_is_skipped_and_counted(logdir: Path) -> None:
-    text = (logdir / "AzureActivity.csv").read_text(encoding="utf-8-sig")
     # Break the TimeGenerated of the first data row (the portal's datetime format). The value
     # is its EventSubmissionTimestamp too, which comes first; replay does not read that column.
-    broken = text.replace("4/28/2021, 2:44:55.615 PM", "not a time", 2)
-    assert broken != text
-    (logdir / "AzureActivity.csv").write_text(broken, encoding="utf-8")
-    result = replay(str(logdir), "--format", "json")
-    assert result.returncode == 0, result.stderr
-    (alert,) = json.loads(result.stdout)
+    edit_export(logdir / "AzureActivity.csv", "4/28/2021, 2:44:55.615 PM", "not a time", 2)
+    (alert,), stderr = replay_json(logdir)
     assert len(alert["event_ids"]) == 22
-    assert "skipped 1 malformed rows" in result.stderr
+    assert "skipped 1 malformed rows" in stderr
 
 
 def test_a_value_that_reads_as_a_json_array_is_just_a_value(logdir: Path) -> None:
     # The local engine once failed the whole user-arm-write query on a string column holding
     # JSON array text: one crafted row hid every alert of the export.
-    text = (logdir / "AzureActivity.csv").read_text(encoding="utf-8-sig")
-    odd = text.replace(",37.142.150.162,", ',"[""10.6.6.6""]",', 1)
-    assert odd != text
-    (logdir / "AzureActivity.csv").write_text(odd, encoding="utf-8")
-    result = replay(str(logdir), "--format", "json")
-    assert result.returncode == 0, result.stderr
-    (alert,) = json.loads(result.stdout)
+    edit_export(logdir / "AzureActivity.csv", ",37.142.150.162,", ',"[""10.6.6.6""]",')
+    (alert,), _ = replay_json(logdir)
     assert len(alert["event_ids"]) == 23
     assert '["10.6.6.6"]' in alert["facts"]["IP addresses"]
 
@@ -118,15 +119,13 @@ def test_bad_input_exits_non_zero_naming_the_file(tmp_path: Path, make, expected
 def test_issue_8_detections_show_in_replay_under_their_own_ids(logdir: Path) -> None:
     """A password that worked for a break-glass account is break-glass-weak-method; the drill part
     and source-silent's silence part do not run on an export (README, Offline replay)."""
-    text = (logdir / "SigninLogs.csv").read_text(encoding="utf-8-sig")
-    weak = text.replace(
-        '""authenticationMethod"": ""Previously satisfied""', '""authenticationMethod"": ""Password""', 1
+    edit_export(
+        logdir / "SigninLogs.csv",
+        '""authenticationMethod"": ""Previously satisfied""',
+        '""authenticationMethod"": ""Password""',
     )
-    assert weak != text
-    (logdir / "SigninLogs.csv").write_text(weak, encoding="utf-8")
-    result = replay(str(logdir), "--format", "json", "--break-glass", ADELE_ID)
-    assert result.returncode == 0, result.stderr
-    alerts = {a["detection"]: a for a in json.loads(result.stdout)}
+    found, _ = replay_json(logdir, "--break-glass", ADELE_ID)
+    alerts = {a["detection"]: a for a in found}
     assert set(alerts) == {"user-arm-write", "break-glass-use", "break-glass-weak-method"}
     assert alerts["break-glass-weak-method"]["facts"]["Weak methods that worked"] == "Password"
     assert alerts["break-glass-weak-method"]["user_id"] == ADELE_ID
