@@ -55,7 +55,7 @@ reliability: install install-browser
 	RELIABILITY_FULL=1 FUZZ_EXAMPLES=3000 $(PY) -m pytest tests/reliability tests/unit/test_fuzz_rows.py -p no:cacheprovider; status=$$?; \
 	$(PY) tools/reliability_report.py artifacts/reliability/results.json RELIABILITY.md && exit $$status
 
-# A benchmark, not a test: it reports (BENCHMARKS.md), never fails on noise. ~45 min on 2 cores;
+# A benchmark, not a test: it reports (BENCHMARKS.md), never fails on noise. ~1 hour on 2 cores;
 # `make bench BENCH_ARGS=--quick` takes minutes. See tools/bench.py --help.
 bench: install
 	$(PY) tools/bench.py $(BENCH_ARGS)
