@@ -53,11 +53,12 @@ from duckdb_kql._antlr.KqlLexer import KqlLexer
 from duckdb_kql.errors import KqlError, KqlSyntaxError
 from duckdb_kql.types import kusto_type
 
-from devstack import kql_aggregates
+from devstack import kql_aggregates, kql_arg_max
 from devstack.httpserver import HttpsService, JsonHandler
 from devstack.identity import TokenError, TokenIssuer, verify_token
 
 kql_aggregates.install()  # make_set/make_list as Log Analytics answers them (see that module)
+kql_arg_max.install()  # the Activity Log dedupe in bounded memory (see that module)
 
 DEFAULT_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "tables.json"
 AUDIENCE = "https://api.loganalytics.io"
