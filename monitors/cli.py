@@ -29,11 +29,10 @@ INGEST_BATCH = 5_000
 # to the scratch folder, so replay's memory stops growing with the export there. Its database is
 # in memory, not a file: a file adds a write-ahead log, checkpoints and compression to every
 # insert (10x the insert's CPU on rows that do not compress), and spilling needs none of it.
-# Not less, and one thread: the dedupe by EventDataId keeps state for every distinct event, of
-# which DuckDB spills only part (600 MB failed at 1M rows); with a thread per core each keeps its
-# own state and 1 GB failed too (guest-arm-write, 1M rows). One thread: ~3% more CPU.
-ENGINE_MEMORY_LIMIT = "1GB"
-ENGINE_THREADS = 1
+# 512 MB holds a 1M-row export's detection queries (300 MB failed), on two threads whatever the
+# machine: each thread keeps its own aggregation state, so the memory needed grows with threads.
+ENGINE_MEMORY_LIMIT = "512MB"
+ENGINE_THREADS = 2
 
 
 class ReplayError(Exception):
