@@ -9,9 +9,10 @@ Three gaps, each of which changes what a detection sees locally:
   before it removes duplicates: one principal's million rows held ~1.5 GB in one aggregate,
   which DuckDB cannot spill. Here a capped `make_set` returns the N smallest distinct values
   (`min(DISTINCT v, N)`); Log Analytics returns *some* N distinct values, so any N are
-  faithful, and the same N every time. The heap is bounded, the DISTINCT is not: DuckDB still
-  keeps the set of a group's distinct values, unspilled (one principal's 2M event ids: replay
-  failed at 512 MB, not at 768 MB), though far smaller than the lists it replaced.
+  faithful, and the same N every time. The heap is bounded; the DISTINCT still tracks a group's
+  distinct values, far smaller than the lists it replaced. Not bounded by this: one principal's
+  2M event ids took user-arm-write's summarize past a 512 MB engine (not past 768 MB), though
+  `min(DISTINCT …)` alone over those ids fits in 512 MB.
 - **Strings that read as arrays.** `make_set` unions dynamic arrays (`[1,2]` and `[2,3]` give
   `[1,2,3]`); duckdb-kql decides "array" by parsing the value as JSON, whatever its type, so a
   *string* column holding `["a"]` failed the whole query ("Conversion Error: Expected ARRAY").

@@ -30,8 +30,8 @@ INGEST_BATCH = 5_000
 # in memory, not a file: a file adds a write-ahead log, checkpoints and compression to every
 # insert (10x the insert's CPU on rows that do not compress), and spilling needs none of it.
 # 1 GB, on two threads whatever the machine (each thread keeps its own aggregation state). Not
-# 512 MB: make_set keeps the set of a group's distinct values, which DuckDB does not spill, and
-# the 2M-row export's one principal has 2M event ids (512 MB failed there, 768 MB did not).
+# 512 MB: user-arm-write's summarize ran out of it on a 2M-row export whose one principal has 2M
+# event ids in its make_set (768 MB did not; BENCHMARKS.md, "Replay").
 ENGINE_MEMORY_LIMIT = "1GB"
 ENGINE_THREADS = 2
 
