@@ -142,10 +142,6 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def break_glass_events(prepared: Path, summary: dict[str, Any]) -> int:
     """Distinct (table, event id) rows of the break-glass accounts: what break-glass-use returns."""
     marks = [a["object_id"] for a in summary["break_glass"]]
@@ -242,3 +238,7 @@ def _prepare(source: Path, out: Path, full_rows: bool) -> dict[str, Any]:
         },
         "bytes": {t: (out / f"{t}.jsonl").stat().st_size for t in (*SIGNIN_TABLES, ACTIVITY)},
     }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
