@@ -82,3 +82,17 @@ def test_a_prepared_tenant_is_read_from_the_cache(dataset, tmp_path):
 
     assert (again, second) == (prepared, first)
     assert (prepared / "prepared.json").stat().st_mtime_ns == stamp
+
+
+def test_a_changed_generator_makes_a_new_tenant(dataset, tmp_path, monkeypatch):
+    scale = dataset.Scale("tiny", 2_000)
+    before = dataset.tenant_dir(tmp_path, scale), dataset.prepared_dir(tmp_path, scale, False)
+    edited = tmp_path / "tenant.py"
+    edited.write_bytes(dataset.GENERATOR.read_bytes() + b"\n# edited\n")
+    monkeypatch.setattr(dataset, "GENERATOR", edited)
+
+    after = dataset.tenant_dir(tmp_path, scale), dataset.prepared_dir(tmp_path, scale, False)
+
+    for old, new in zip(before, after, strict=True):
+        assert new != old
+        assert new.parent == old.parent

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, child_env, say
+from bench.common import PYTHON, REPO, child_env, say
 
 SIGNIN_TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs")
 ACTIVITY = "AzureActivity"
@@ -76,12 +76,30 @@ def parse_scales(text: str) -> list[Scale]:
     return scales
 
 
+# What a cached tenant was made by: a changed generator or preparation makes new folders, so a
+# run never measures rows that the current code would not produce.
+GENERATOR = REPO / "devstack" / "tenant.py"
+PREPARATION = Path(__file__)
+
+
+def source_digest(*paths: Path) -> str:
+    digest = hashlib.blake2b(digest_size=4)
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def tenant_dir(work: Path, scale: Scale) -> Path:
-    return work / "tenants" / f"u{scale.users}-s{SEED}"
+    return work / "tenants" / f"u{scale.users}-s{SEED}-g{source_digest(GENERATOR)}"
 
 
 def prepared_dir(work: Path, scale: Scale, full_rows: bool) -> Path:
-    return work / "prepared" / f"u{scale.users}-s{SEED}-r{ARM_PER_SIGNINS}{'-full' if full_rows else ''}"
+    made_by = source_digest(GENERATOR, PREPARATION)
+    return (
+        work
+        / "prepared"
+        / f"u{scale.users}-s{SEED}-r{ARM_PER_SIGNINS}-g{made_by}{'-full' if full_rows else ''}"
+    )
 
 
 def ensure(work: Path, scale: Scale, *, full_rows: bool = False) -> tuple[Path, dict[str, Any]]:
