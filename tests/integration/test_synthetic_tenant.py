@@ -15,10 +15,19 @@ from monitors.detections import DETECTIONS
 from monitors.history_store import HistoryQuery, HistoryStore
 
 
+def window_crossing_midnight() -> datetime:
+    """Today's (or, before then, yesterday's) noon UTC. The never-drilled break-glass account is
+    alerted by the drill check, which runs only in the window that crosses a UTC midnight; this
+    tick's first window is [now - 24 h, now - 30 min] (the rows' ingestion time), which fits inside
+    one UTC day when now is 00:02-00:30: with the wall clock, the test failed in that half hour."""
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    return noon if noon <= datetime.now(UTC) else noon - timedelta(days=1)
+
+
 def test_alerts_match_the_tenant_manifest(
     devstack: Devstack, app_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    now = datetime.now(UTC)
+    now = window_crossing_midnight()
     generate(tmp_path, users=60, days=1, seed=11, start=now - timedelta(hours=26))
     manifest = json.loads((tmp_path / "tenant.json").read_text())
     for table_file in tmp_path.glob("*.jsonl"):
