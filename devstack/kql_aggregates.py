@@ -9,10 +9,10 @@ Three gaps, each of which changes what a detection sees locally:
   before it removes duplicates: one principal's million rows held ~1.5 GB in one aggregate,
   which DuckDB cannot spill. Here a capped `make_set` returns the N smallest distinct values
   (`min(DISTINCT v, N)`); Log Analytics returns *some* N distinct values, so any N are
-  faithful, and the same N every time. The heap is bounded; the DISTINCT still tracks a group's
-  distinct values, far smaller than the lists it replaced. Not bounded by this: one principal's
-  2M event ids took user-arm-write's summarize past a 512 MB engine (not past 768 MB), though
-  `min(DISTINCT …)` alone over those ids fits in 512 MB.
+  faithful, and the same N every time. duckdb-kql hands the size over as `CAST(N AS BIGINT)`;
+  until that form was recognised, every capped make_set silently took the unbounded path below,
+  and user-arm-write's summarize over one principal's 2M event ids peaked at 1,455 MB RSS in a
+  1 GB engine (1,104 MB with the heap).
 - **Strings that read as arrays.** `make_set` unions dynamic arrays (`[1,2]` and `[2,3]` give
   `[1,2,3]`); duckdb-kql decides "array" by parsing the value as JSON, whatever its type, so a
   *string* column holding `["a"]` failed the whole query ("Conversion Error: Expected ARRAY").
@@ -26,6 +26,7 @@ changes them must be reviewed here, not overwritten unseen.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from duckdb_kql.translate import functions
@@ -34,6 +35,8 @@ from duckdb_kql.translate import functions
 KQL_MAX_SIZE = 1_048_576
 # DuckDB's `min(v, n)` takes n below this; larger caps collect every distinct value first.
 _BOUNDED_HEAP_LIMIT = 1_000_000
+# How duckdb-kql renders a literal size: `make_set(x, 20)` reaches us as `CAST(20 AS BIGINT)`.
+_LITERAL_SIZE = re.compile(r"(?:CAST\((\d+) AS BIGINT\)|(\d+))")
 
 _UPSTREAM_TEMPLATES = {
     "make_set": (
@@ -57,9 +60,16 @@ _MAKE_SET = (
 )
 
 
+def _literal_size(rendered: str) -> int | None:
+    """The size argument as a number, or None when it is an expression, known only at run time."""
+    match = _LITERAL_SIZE.fullmatch(rendered.strip())
+    return int(match[1] or match[2]) if match else None
+
+
 def _make_set(args: list[str]) -> str:
     size = args[1] if len(args) == 2 else str(KQL_MAX_SIZE)
-    bounded = size.isdigit() and int(size) < _BOUNDED_HEAP_LIMIT
+    literal = _literal_size(size)
+    bounded = literal is not None and literal < _BOUNDED_HEAP_LIMIT
     collect = "min(DISTINCT to_json({0}), {1})" if bounded else "list(DISTINCT to_json({0}))"
     return _MAKE_SET.replace("{collect}", collect).format(args[0], size)
 

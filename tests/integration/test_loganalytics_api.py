@@ -431,6 +431,19 @@ def test_make_set_returns_at_most_its_size_distinct_values(
     assert json.loads(lone) == json.loads(lone_all) == json.loads(lone_list) == ["10.9.9.9"]
 
 
+def test_a_capped_make_set_is_its_smallest_distinct_values_from_a_bounded_heap(
+    la: LogAnalyticsServer, client: LogsQueryClient
+) -> None:
+    # The heap (min(DISTINCT v, N)) keeps memory bounded by N, whatever a group's size; gathering
+    # every distinct value and cutting the list gives other values (this order of ingestion: the
+    # first five). duckdb-kql renders the size as `CAST(5 AS BIGINT)`: that must take the heap too.
+    ips = [f"10.0.0.{i}" for i in range(30)]
+    ingest(la, "AzureActivity", [activity("a@x", ip, index=i) for i, ip in enumerate(ips + ips)])
+    result = run(client, "AzureActivity | summarize Ips = make_set(CallerIpAddress, 5) by Caller")
+    [[_, capped]] = rows_of(result)
+    assert sorted(json.loads(capped)) == sorted(ips)[:5]
+
+
 def test_make_set_unions_dynamic_arrays_but_not_strings_that_look_like_them(
     la: LogAnalyticsServer, client: LogsQueryClient
 ) -> None:
