@@ -29,10 +29,10 @@ INGEST_BATCH = 5_000
 # to the scratch folder, so replay's memory stops growing with the export there. Its database is
 # in memory, not a file: a file adds a write-ahead log, checkpoints and compression to every
 # insert (10x the insert's CPU on rows that do not compress), and spilling needs none of it.
-# 1 GB, on two threads whatever the machine (each thread keeps its own aggregation state). Not
-# 512 MB: user-arm-write's summarize ran out of it on a 2M-row export whose one principal has 2M
-# event ids in its make_set (768 MB did not; BENCHMARKS.md, "Replay").
-ENGINE_MEMORY_LIMIT = "1GB"
+# 512 MB, on two threads whatever the machine (each thread keeps its own aggregation state): a
+# 2M-row export whose one principal has 2M event ids replays in it at 704 MB peak RSS, 703 MB
+# at 1M rows; 1 GB took ~450 MB more for ~1.5% less CPU (BENCHMARKS.md, "Replay").
+ENGINE_MEMORY_LIMIT = "512MB"
 ENGINE_THREADS = 2
 
 
