@@ -20,8 +20,9 @@ def window_crossing_midnight() -> datetime:
     alerted by the drill check, which runs only in the window that crosses a UTC midnight; this
     tick's first window is [now - 24 h, now - 30 min] (the rows' ingestion time), which fits inside
     one UTC day when now is 00:02-00:30: with the wall clock, the test failed in that half hour."""
-    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-    return noon if noon <= datetime.now(UTC) else noon - timedelta(days=1)
+    now = datetime.now(UTC)
+    noon = now.replace(hour=12, minute=0, second=0, microsecond=0)
+    return noon if noon <= now else noon - timedelta(days=1)
 
 
 def test_alerts_match_the_tenant_manifest(
