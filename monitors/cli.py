@@ -74,8 +74,15 @@ def _tick() -> int:
 
 
 def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err: TextIO) -> int:
-    from devstack.local_reader import LocalLogsReader
-    from devstack.loganalytics import LogAnalyticsServer
+    try:  # the devstack's query engine: a development requirement, not shipped with the app
+        from devstack.local_reader import LocalLogsReader
+        from devstack.loganalytics import LogAnalyticsServer
+    except ModuleNotFoundError as error:
+        raise ReplayError(
+            f"replay runs the detections on the local query engine, and {error.name} is not "
+            "installed: it comes with the development requirements (make install, or "
+            "pip install -r requirements-dev.txt)"
+        ) from error
     from monitors import exports
     from monitors.watermark import Window
 

@@ -239,6 +239,20 @@ def test_a_query_the_local_engine_refuses_ends_replay_with_a_message(
     assert "error: user-arm-write: the local query engine failed: Out of Memory Error" in err
 
 
+@pytest.mark.parametrize("missing", ["duckdb", "duckdb_kql"])
+def test_without_the_development_requirements_replay_says_what_to_install(logdir: Path, missing: str) -> None:
+    """The app's own requirements do not carry the local query engine replay runs on."""
+    blocked = f"import sys; sys.modules[{missing!r}] = None; from monitors.cli import main; sys.exit(main())"
+    result = subprocess.run(
+        [sys.executable, "-c", blocked, "replay", str(logdir)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"{missing} is not installed" in result.stderr
+    assert "requirements-dev.txt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # --------------------------------------------------------------------------- the fast ingest path
 
 ODD_DYNAMICS = [
