@@ -4,7 +4,9 @@ Write order is what makes a crash harmless:
 1. the alert goes into the outbox (the source of truth until it is committed);
 2. committing writes its history entry, its seen-event / baseline markers, then flags the
    outbox entry committed; a tick that finds an uncommitted entry finishes the job first;
-3. only then does the watermark move; delivery comes last and is retried from the outbox.
+3. only then does the watermark move; delivery comes last and is retried from the outbox,
+   which an entry leaves once delivered everywhere it goes, or, if it goes nowhere (waived, or
+   below every webhook's severity), once committed.
 
 A waived alert (an accepted exception covered it) of a once-per-principal detection does not
 enter the baseline, so when the waiver ends the account's next finding alerts. It is
@@ -141,6 +143,12 @@ class AlertState:
         committed = [OutboxEntry(**{**_fields(entry), "committed": True, "etag": None}) for entry in entries]
         self.store.upsert_many(OUTBOX, (self._outbox_entity(entry) for entry in committed))
         return committed
+
+    def discard(self, entries: Sequence[OutboxEntry]) -> None:
+        """Take committed entries that nothing will deliver (waived, or below every webhook's
+        severity) out of the outbox: history and dedupe markers hold them now, and every tick
+        reads the whole outbox, twice."""
+        self.store.delete_many(OUTBOX, ((OUTBOX_PARTITION, e.alert.alert_id) for e in entries))
 
     def record_attempt(
         self,

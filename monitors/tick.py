@@ -196,7 +196,9 @@ def _deliver(
     """Post what is due, most severe first. Backoff spares a failing webhook, but must not keep
     alerts waiting once it works again: while alerts wait, the first of them is tried every tick,
     and as soon as a webhook accepts a card, everything waiting for it goes too."""
-    pending = sorted((e for e in state.outbox() if e.committed and e.pending_targets), key=_priority)
+    outbox = list(state.outbox())
+    state.discard([e for e in outbox if e.committed and not e.pending_targets])
+    pending = sorted((e for e in outbox if e.committed and e.pending_targets), key=_priority)
     due = [e for e in pending if e.next_attempt_at <= now]
     waiting = [e for e in pending if e.next_attempt_at > now]
     if waiting and not due:

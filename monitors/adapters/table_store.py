@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
@@ -44,6 +44,7 @@ class StateStore(Protocol):
     def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int: ...
     def merge(self, table: str, entity: Mapping[str, Any]) -> None: ...
     def delete(self, table: str, partition_key: str, row_key: str) -> None: ...
+    def delete_many(self, table: str, keys: Iterable[tuple[str, str]]) -> int: ...
     def query(
         self,
         table: str,
@@ -120,39 +121,59 @@ class TableStore:
         One that exists already fails its whole transaction (409): that transaction's entities
         are then inserted one by one and the existing ones left as they are, as `insert` does
         (our own write that landed before its answer was lost, or before a crash)."""
-        from azure.data.tables import TableTransactionError
-
-        used = 0
-        for chunk in transactions(entities):
-            used += 1
-            if len(chunk) == 1:  # a plain request: a transaction of one costs the SDK three times its CPU
-                self._create(table, chunk[0])
-                continue
-            self.transactions += 1
-            try:
-                self._table(table).submit_transaction([("create", e) for e in chunk])
-            except TableTransactionError as error:
-                if error.error_code != "EntityAlreadyExists":
-                    raise
-                for entity in chunk:
-                    self._create(table, entity)
-                used += len(chunk)
-        return used
+        return self._in_transactions(
+            table, entities, ("create",), lambda e: self._create(table, e), tolerated="EntityAlreadyExists"
+        )
 
     def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int:
         """Create or replace the entities in transactions (see `transactions`); returns transactions used."""
         from azure.data.tables import UpdateMode
 
+        def one(entity: Entity) -> None:
+            self.transactions += 1
+            self._table(table).upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+        return self._in_transactions(table, entities, ("upsert", {"mode": UpdateMode.REPLACE}), one)
+
+    def delete_many(self, table: str, keys: Iterable[tuple[str, str]]) -> int:
+        """Delete (PartitionKey, RowKey)s in transactions; returns transactions used. One already
+        gone fails its whole transaction (404): that transaction's are then deleted one by one,
+        as `delete` does (absent already is not an error)."""
+        entities = ({"PartitionKey": partition, "RowKey": row} for partition, row in keys)
+        return self._in_transactions(
+            table, entities, ("delete",), lambda e: self.delete(table, e["PartitionKey"], e["RowKey"]),
+            tolerated="ResourceNotFound",
+        )  # fmt: skip
+
+    def _in_transactions(
+        self,
+        table: str,
+        entities: Iterable[Mapping[str, Any]],
+        operation: tuple[Any, ...],
+        one: Callable[[Entity], None],
+        tolerated: str | None = None,
+    ) -> int:
+        """`operation` (the SDK's transaction verb and options) on each entity, a transaction per
+        `transactions` chunk. `one(entity)` sends a single entity as a plain request: a
+        partition's lone entity (a transaction of one costs the SDK three times its CPU), and
+        each of a transaction that failed with the `tolerated` error code."""
+        from azure.data.tables import TableTransactionError
+
         used = 0
         for chunk in transactions(entities):
-            self.transactions += 1
-            if len(chunk) == 1:  # as in insert_many
-                self._table(table).upsert_entity(chunk[0], mode=UpdateMode.REPLACE)
-            else:
-                self._table(table).submit_transaction(
-                    [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk]
-                )
             used += 1
+            if len(chunk) == 1:
+                one(chunk[0])
+                continue
+            self.transactions += 1
+            try:
+                self._table(table).submit_transaction([(operation[0], e, *operation[1:]) for e in chunk])
+            except TableTransactionError as error:
+                if tolerated is None or error.error_code != tolerated:
+                    raise
+                for entity in chunk:
+                    one(entity)
+                used += len(chunk)
         return used
 
     def merge(self, table: str, entity: Mapping[str, Any]) -> None:

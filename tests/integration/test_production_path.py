@@ -77,6 +77,23 @@ def test_batched_inserts_keep_what_exists_and_create_the_rest(app_env: dict) -> 
     assert store.insert_many("probe", []) == 0
 
 
+def test_batched_deletes_tolerate_what_is_gone_and_delete_the_rest(app_env: dict) -> None:
+    """An entity deleted already (by a tick that crashed before it could tell) fails its whole
+    transaction (404): that transaction's entities go one by one, and all of them are gone."""
+    store = services_from_environment().store
+    rows = [{"PartitionKey": "d", "RowKey": f"{i:03d}"} for i in range(150)]
+    store.upsert_many("probe", [*rows, {"PartitionKey": "keep", "RowKey": "001"}])
+    store.delete("probe", "d", "120")
+    before = store.transactions
+    keys = [("d", r["RowKey"]) for r in rows]
+    assert store.delete_many("probe", keys) == 1 + 1 + 50  # 100 deleted; 50 refused, then one by one
+    assert store.transactions - before == 52
+    assert list(store.query("probe", "PartitionKey eq @pk", {"pk": "d"})) == []
+    assert [e["RowKey"] for e in store.query("probe", "PartitionKey eq @pk", {"pk": "keep"})] == ["001"]
+    assert store.delete_many("probe", [("keep", "001")]) == 1  # a lone entity: a plain request
+    assert store.delete_many("probe", []) == 0
+
+
 def test_log_analytics_reader_returns_typed_rows(devstack: Devstack, app_env: dict) -> None:
     now = datetime.now(UTC)
     devstack.log_analytics.ingest(

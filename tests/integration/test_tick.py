@@ -220,6 +220,46 @@ def test_crash_before_commit_is_recovered_without_a_duplicate(devstack: Devstack
     assert len(devstack.teams.messages()) == 1
 
 
+def outbox(services: Services) -> list[dict[str, Any]]:
+    return list(services.store.query("outbox", "PartitionKey eq @pk", {"pk": "outbox"}))
+
+
+def test_an_alert_no_webhook_takes_leaves_the_outbox_once_stored(
+    devstack: Devstack, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below every webhook's minimum severity (or waived: test_waivers.py), nothing will deliver
+    it: once its history entry and dedupe markers are stored, its outbox entry has done its job.
+    Kept, it would be read again by every later tick (the outbox is read whole, twice a tick)."""
+    monkeypatch.setenv("TEAMS_WEBHOOK_MIN_SEVERITY", "critical")
+    services = services_from_environment()
+    now = datetime.now(UTC)
+    ingest(devstack, "AzureActivity", [arm_row("nr-1", "AdeleV@contoso.com", USER_CLAIMS)],
+           now - timedelta(minutes=9), now - timedelta(minutes=8))  # fmt: skip
+    report = tick(services, now)
+    assert report.alerts_stored == 1
+    assert [row["Delivery"] for row in history(services)] == ["not routed"]
+    assert outbox(services) == []
+    assert devstack.teams.attempts() == []
+
+
+def test_an_unroutable_alert_a_crash_left_uncommitted_is_recovered_then_leaves_the_outbox(
+    devstack: Devstack, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEAMS_WEBHOOK_MIN_SEVERITY", "critical")
+    services = services_from_environment()
+    now = datetime.now(UTC)
+    ingest(devstack, "AzureActivity", [arm_row("nr-2", "AdeleV@contoso.com", USER_CLAIMS)],
+           now - timedelta(minutes=9), now - timedelta(minutes=8))  # fmt: skip
+    with pytest.raises(Crash):
+        tick(replace(services, store=CrashingStore(services.store)), now)
+    assert [entry["Committed"] for entry in outbox(services)] == [False]
+
+    report = tick(services, now + timedelta(minutes=1))
+    assert (report.recovered, report.alerts_stored) == (1, 0)
+    assert [row["Delivery"] for row in history(services)] == ["not routed"]
+    assert outbox(services) == []
+
+
 def test_each_webhook_receives_only_alerts_at_or_above_its_minimum_severity(
     devstack: Devstack, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -347,6 +387,11 @@ class CountingStore:
         self.writes[table] += used
         return used
 
+    def delete_many(self, table: str, keys: Any) -> int:
+        used = self.real.delete_many(table, keys)
+        self.writes[table] += used
+        return used
+
     def insert(self, table: str, entity: Any) -> bool:
         self.writes[table] += 1
         return self.real.insert(table, entity)
@@ -384,7 +429,8 @@ def test_new_alerts_are_stored_in_batch_transactions(
     store = CountingStore(services.store)
     report = tick(replace(services, store=store), now)
     assert report.alerts_stored == 40
-    assert store.writes["outbox"] == 2  # inserted, then flagged committed: one transaction each
+    # Inserted, flagged committed, then (routed to no webhook) deleted: one transaction each.
+    assert store.writes["outbox"] == 3
     assert store.writes["baseline"] == 1
     assert store.writes["alerts"] == 1 + 1 + 1  # main, detection index, principal index (80 copies)
     assert {row["RowKey"] for row in history(services)} == set(report.new_alerts)

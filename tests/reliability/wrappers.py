@@ -123,6 +123,10 @@ class ProbedStore:
     def delete(self, table: str, partition_key: str, row_key: str) -> None:
         return self._call("delete", table, lambda: self.real.delete(table, partition_key, row_key))
 
+    def delete_many(self, table: str, keys: Iterable[tuple[str, str]]) -> int:
+        items = list(keys)
+        return self._call("delete_many", table, lambda: self.real.delete_many(table, items), count=len(items))
+
     def query(
         self,
         table: str,
