@@ -100,8 +100,11 @@ class AlertState:
         """Put new alerts in the outbox, uncommitted (see `new_entry`), in batch transactions."""
         self.store.insert_many(OUTBOX, (self._outbox_entity(entry) for entry in entries))
 
-    def outbox(self) -> Iterator[OutboxEntry]:
-        for entity in self.store.query(OUTBOX, "PartitionKey eq @pk", {"pk": OUTBOX_PARTITION}):
+    def outbox(self, *, uncommitted_only: bool = False) -> Iterator[OutboxEntry]:
+        """The outbox's entries; `uncommitted_only`: those a crash left before their commit (the
+        service filters, so a delivery backlog is not read, with its payloads, to find none)."""
+        query_filter = "PartitionKey eq @pk" + (" and Committed eq false" if uncommitted_only else "")
+        for entity in self.store.query(OUTBOX, query_filter, {"pk": OUTBOX_PARTITION}):
             yield OutboxEntry(
                 alert=alerts.from_json(unpack(entity)),
                 committed=bool(entity["Committed"]),

@@ -127,9 +127,8 @@ def _recover(state: AlertState, detections: Sequence[Detection], now: datetime, 
     """Finish alerts a crashed tick stored but did not commit, before anything reads the memory."""
     dedupe = {d.id: d.dedupe for d in detections}
     by_dedupe: dict[str, list[OutboxEntry]] = {}
-    for entry in state.outbox():
-        if not entry.committed:
-            by_dedupe.setdefault(dedupe.get(entry.alert.finding.detection, "event"), []).append(entry)
+    for entry in state.outbox(uncommitted_only=True):
+        by_dedupe.setdefault(dedupe.get(entry.alert.finding.detection, "event"), []).append(entry)
     for how, entries in by_dedupe.items():
         state.commit(entries, how, (now - 2 * late, now))
     return sum(len(entries) for entries in by_dedupe.values())

@@ -20,7 +20,9 @@ from monitors.detections.user_arm_write import ADELE, MANAGED_IDENTITY, arm_row
 from monitors.history_store import HistoryQuery, HistoryStore
 from monitors.lease import TTL as LEASE_TTL
 from monitors.lease import Lease, LeaseLost
+from monitors.state import AlertState, new_entry
 from monitors.tick import Services
+from tests.unit.test_web import make_alert
 
 UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
@@ -258,6 +260,25 @@ def test_an_unroutable_alert_a_crash_left_uncommitted_is_recovered_then_leaves_t
     assert (report.recovered, report.alerts_stored) == (1, 0)
     assert [row["Delivery"] for row in history(services)] == ["not routed"]
     assert outbox(services) == []
+
+
+def test_recovery_reads_only_what_a_crash_left_uncommitted(services: Services) -> None:
+    """The tick's first step asks the service for uncommitted entries only: a delivery backlog of
+    thousands (Teams down for an hour) is not read with its payloads to find none."""
+    state = AlertState(services.store)
+    now = datetime.now(UTC)
+    entries = [
+        new_entry(
+            make_alert(n, upn=f"user{n}@contoso.com", user_id=f"00000000-0000-4000-8000-{n:012d}"),
+            ["oncall"],
+            now,
+        )
+        for n in range(3)
+    ]
+    state.enqueue(entries)
+    state.commit(entries[:2], "principal", (now - timedelta(days=2), now))
+    assert [e.alert.alert_id for e in state.outbox(uncommitted_only=True)] == [entries[2].alert.alert_id]
+    assert sorted(e.committed for e in state.outbox()) == [False, True, True]
 
 
 def test_each_webhook_receives_only_alerts_at_or_above_its_minimum_severity(
