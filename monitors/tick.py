@@ -60,6 +60,7 @@ class TickReport:
     delivered: int = 0
     retried: int = 0
     delivery_failures: int = 0
+    deferred: int = 0  # due alerts tried before and not now: every webhook they go to refused this tick
     reminders_sent: int = 0  # waiver expiry reminders that reached every channel they go to
     reminder_failures: int = 0
     query_errors: list[str] = field(default_factory=list)
@@ -231,6 +232,12 @@ class _Poster:
         detection = self.detections.get(entry.alert.finding.detection)
         if detection is None:
             return  # a detection switched off since; its alert stays in the outbox and history
+        if entry.attempts and self.throttled.issuperset(entry.pending_targets):
+            # Every webhook it goes to refused a card this tick, and its history already says why
+            # it waits: no attempt, nothing to record. A record is six requests; a backlog of
+            # thousands would pay them every tick of an outage.
+            self.report.deferred += 1
+            return
         links = cards.CardLinks(history_url=None, portal_url=settings.portal_url)
         build = _card_builder(entry.alert, detection, _links(settings, entry.alert, links))
         webhooks = {w.name: w for w in settings.webhooks}

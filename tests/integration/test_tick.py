@@ -167,6 +167,39 @@ def test_once_teams_is_back_every_waiting_alert_goes_in_one_tick(
     assert len(devstack.teams.messages()) == 3
 
 
+def test_alerts_behind_a_refusing_webhook_are_recorded_once_then_wait_untouched(
+    devstack: Devstack, services: Services
+) -> None:
+    """Teams refuses a tick's first card: the others are not tried. Each alert's history says so
+    once (retrying, and why); after that a waiting alert is not written to until it is tried (a
+    delivery record is six requests; thousands waiting would pay them every tick of an outage)."""
+    now = datetime.now(UTC)
+    users = [(f"00000000-0000-4000-8000-{n:012d}", f"user{n}@contoso.com") for n in range(5)]
+    rows = [
+        arm_row(f"r-{n}", upn, {**USER_CLAIMS, UPN_CLAIM: upn, OID_CLAIM: oid})
+        for n, (oid, upn) in enumerate(users)
+    ]
+    ingest(devstack, "AzureActivity", rows, now - timedelta(minutes=9), now - timedelta(minutes=8))
+    devstack.teams.set_fault(mode="500", count=None)
+    first = tick(services, now)
+    assert (first.alerts_stored, first.delivery_failures, first.deferred) == (5, 5, 0)
+    assert len(devstack.teams.attempts()) == 1
+    rows_after_first = {row["RowKey"]: row for row in history(services)}
+    assert {row["Delivery"] for row in rows_after_first.values()} == {"retrying"}
+    assert sum("deferred" in row["LastDeliveryError"] for row in rows_after_first.values()) == 4
+
+    second = tick(services, now + timedelta(minutes=1))  # every backoff (30 s) has passed
+    assert (second.delivery_failures, second.deferred) == (1, 4)
+    assert len(devstack.teams.attempts()) == 2
+    changed = [row["RowKey"] for row in history(services) if row["DeliveryAttempts"] != 1]
+    assert len(changed) == 1  # only the one tried again has a new record
+
+    devstack.teams.clear_faults()
+    back = tick(services, now + timedelta(minutes=2))
+    assert back.delivered == 5
+    assert {row["Delivery"] for row in history(services)} == {"delivered"}
+
+
 class Crash(BaseException):
     """Stands in for the process dying (SIGKILL): nothing after it runs, no handler catches it."""
 
