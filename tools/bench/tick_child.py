@@ -89,7 +89,8 @@ def instrument_store(store: Any, meter: Meter, scans: list[dict[str, Any]]) -> d
             try:
                 return _inner(*args, **kwargs)
             finally:
-                by_op[f"{_name} {args[0]}"] += store.transactions - before
+                if store.transactions > before:  # an empty batch call is no transaction, no row
+                    by_op[f"{_name} {args[0]}"] += store.transactions - before
 
         setattr(store, name, meter.wrap(f"table.{name}", counted))
     inner_query = store.query
