@@ -58,6 +58,15 @@ def ingest(
     )
 
 
+def first_arm_writes(devstack: Devstack, users: int, now: datetime) -> None:
+    """Each of `users` user accounts makes its first ARM write (password only), ingested 8 min ago."""
+    rows = []
+    for n in range(users):
+        upn, object_id = f"user{n}@contoso.com", f"00000000-0000-4000-8000-{n:012d}"
+        rows.append(arm_row(f"w-{n}", upn, {**USER_CLAIMS, UPN_CLAIM: upn, OID_CLAIM: object_id}))
+    ingest(devstack, "AzureActivity", rows, now - timedelta(minutes=9), now - timedelta(minutes=8))
+
+
 def history(services: Services) -> list[dict[str, Any]]:
     return HistoryStore(services.store).query(HistoryQuery(limit=200)).rows
 
@@ -174,12 +183,7 @@ def test_alerts_behind_a_refusing_webhook_are_recorded_once_then_wait_untouched(
     once (retrying, and why); after that a waiting alert is not written to until it is tried (a
     delivery record is six requests; thousands waiting would pay them every tick of an outage)."""
     now = datetime.now(UTC)
-    users = [(f"00000000-0000-4000-8000-{n:012d}", f"user{n}@contoso.com") for n in range(5)]
-    rows = [
-        arm_row(f"r-{n}", upn, {**USER_CLAIMS, UPN_CLAIM: upn, OID_CLAIM: oid})
-        for n, (oid, upn) in enumerate(users)
-    ]
-    ingest(devstack, "AzureActivity", rows, now - timedelta(minutes=9), now - timedelta(minutes=8))
+    first_arm_writes(devstack, 5, now)
     devstack.teams.set_fault(mode="500", count=None)
     first = tick(services, now)
     assert (first.alerts_stored, first.delivery_failures, first.deferred) == (5, 5, 0)
@@ -474,12 +478,7 @@ def test_new_alerts_are_stored_in_batch_transactions(
     )  # stored, not posted: only storing is counted
     services = services_from_environment()
     now = datetime.now(UTC)
-    users = [(f"00000000-0000-4000-8000-{n:012d}", f"user{n}@contoso.com") for n in range(40)]
-    rows = [
-        arm_row(f"w-{n}", upn, {**USER_CLAIMS, UPN_CLAIM: upn, OID_CLAIM: oid})
-        for n, (oid, upn) in enumerate(users)
-    ]
-    ingest(devstack, "AzureActivity", rows, now - timedelta(minutes=9), now - timedelta(minutes=8))
+    first_arm_writes(devstack, 40, now)
     store = CountingStore(services.store)
     report = tick(replace(services, store=store), now)
     assert report.alerts_stored == 40
