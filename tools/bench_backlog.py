@@ -24,22 +24,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from devstack.stack import Devstack
 from monitors.bootstrap import services_from_environment, tick
-from monitors.detections.user_arm_write import arm_row
+from monitors.detections.user_arm_write import AMR, OID, UPN, arm_row
 
-UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
-OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 AZURE_CLI = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 
 
 def arm_writes(count: int, now: datetime) -> list[dict[str, Any]]:
     """One first ARM write (password only) by each of `count` user accounts."""
+    times = {
+        "TimeGenerated": (now - timedelta(minutes=9)).isoformat(),
+        "_IngestionTime": (now - timedelta(minutes=8)).isoformat(),
+    }
     rows = []
     for n in range(count):
         upn = f"user{n}@contoso.com"
-        claims = {"appid": AZURE_CLI, "http://schemas.microsoft.com/claims/authnmethodsreferences": "pwd",
-                  UPN_CLAIM: upn, OID_CLAIM: f"00000000-0000-4000-8000-{n:012d}"}  # fmt: skip
-        times = {"TimeGenerated": now - timedelta(minutes=9), "_IngestionTime": now - timedelta(minutes=8)}
-        rows.append({**arm_row(f"w-{n}", upn, claims), **{k: v.isoformat() for k, v in times.items()}})
+        claims = {"appid": AZURE_CLI, AMR: "pwd", UPN: upn, OID: f"00000000-0000-4000-8000-{n:012d}"}
+        rows.append({**arm_row(f"w-{n}", upn, claims), **times})
     return rows
 
 
