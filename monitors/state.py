@@ -6,7 +6,7 @@ Write order is what makes a crash harmless:
    outbox entry committed; a tick that finds an uncommitted entry finishes the job first;
 3. only then does the watermark move; delivery comes last and is retried from the outbox,
    which an entry leaves once delivered everywhere it goes, or, if it goes nowhere (waived, or
-   below every webhook's severity), once committed.
+   below every webhook's severity), at the delivery step after its commit (`discard`).
 
 A waived alert (an accepted exception covered it) of a once-per-principal detection does not
 enter the baseline, so when the waiver ends the account's next finding alerts. It is
