@@ -129,11 +129,9 @@ class TableStore:
         """Create or replace the entities in transactions (see `transactions`); returns transactions used."""
         from azure.data.tables import UpdateMode
 
-        def one(entity: Entity) -> None:
-            self.transactions += 1
-            self._table(table).upsert_entity(entity, mode=UpdateMode.REPLACE)
-
-        return self._in_transactions(table, entities, ("upsert", {"mode": UpdateMode.REPLACE}), one)
+        return self._in_transactions(
+            table, entities, ("upsert", {"mode": UpdateMode.REPLACE}), lambda e: self.replace(table, e, None)
+        )
 
     def delete_many(self, table: str, keys: Iterable[tuple[str, str]]) -> int:
         """Delete (PartitionKey, RowKey)s in transactions; returns transactions used. One already
