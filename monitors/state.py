@@ -149,8 +149,8 @@ class AlertState:
 
     def discard(self, entries: Sequence[OutboxEntry]) -> None:
         """Take committed entries that nothing will deliver (waived, or below every webhook's
-        severity) out of the outbox: history and dedupe markers hold them now, and every tick
-        reads the whole outbox, twice."""
+        severity) out of the outbox: history and dedupe markers hold them now, and every tick's
+        delivery step reads the whole outbox."""
         self.store.delete_many(OUTBOX, ((OUTBOX_PARTITION, e.alert.alert_id) for e in entries))
 
     def record_attempt(

@@ -268,7 +268,7 @@ def test_an_alert_no_webhook_takes_leaves_the_outbox_once_stored(
 ) -> None:
     """Below every webhook's minimum severity (or waived: test_waivers.py), nothing will deliver
     it: once its history entry and dedupe markers are stored, its outbox entry has done its job.
-    Kept, it would be read again by every later tick (the outbox is read whole, twice a tick)."""
+    Kept, it would be read again by every later tick (delivery reads the outbox whole)."""
     monkeypatch.setenv("TEAMS_WEBHOOK_MIN_SEVERITY", "critical")
     services = services_from_environment()
     now = datetime.now(UTC)
