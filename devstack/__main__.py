@@ -1,3 +1,3 @@
 from devstack.stack import main
 
-main()
+raise SystemExit(main())

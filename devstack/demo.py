@@ -2,7 +2,7 @@
 
 Starts the devstack, generates a tenant's logs, runs ticks through the real timer function
 (function_app.py) with the real SDK clients, shows the alerts, renders the Teams cards to PNG
-and replays the real exported logs in ../shared/fixtures. Stops the devstack on exit.
+and replays the real exported logs in tests/fixtures. Stops the devstack on exit.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from devstack.card_render import chromium, render_card
-from devstack.stack import REPO, Devstack
+from devstack.stack import REAL_EXPORTS, REPO, Devstack
+from monitors import schema
 
 STATE = REPO / ".devstack" / "demo"
 CARDS = STATE / "cards"
-FIXTURES = REPO.parent / "shared" / "fixtures" / "sentinel-training-lab"
+# The real exports step 7 replays, and the table names replay expects them under.
+REAL_EXPORT_FILES = {"azureActivity_adele.csv": "AzureActivity.csv", "sign-in_adelete.csv": "SigninLogs.csv"}
 
 
 def say(text: str = "") -> None:
@@ -36,7 +38,22 @@ def step(title: str) -> None:
     say(f"\n== {title} " + "=" * max(0, 72 - len(title)))
 
 
+def missing_files() -> list[str]:
+    """What the demo reads from the repository and cannot find, each with how to get it back."""
+    needed = [schema.TABLES_JSON, *(REAL_EXPORTS / name for name in REAL_EXPORT_FILES)]
+    return [
+        f"{path.relative_to(REPO)} is missing; it ships with the repository: "
+        f"restore it with `git checkout -- {path.relative_to(REPO)}`"
+        for path in needed
+        if not path.is_file()
+    ]
+
+
 def main() -> int:
+    if missing := missing_files():
+        for message in missing:
+            print(f"error: {message}", file=sys.stderr)
+        return 2
     shutil.rmtree(STATE, ignore_errors=True)
     logs = STATE / "logs"
     step("1. A synthetic tenant")
@@ -74,7 +91,7 @@ def main() -> int:
         say(f"The Teams sink accepted {len(messages)} messages and rejected {len(stack.teams.rejected())}.")
         show_cards(messages)
 
-    step("7. Offline replay of real exported logs (../shared/fixtures)")
+    step("7. Offline replay of real exported logs (tests/fixtures)")
     replay_fixtures()
     say("\nDone. The devstack is stopped; its state stays in .devstack/demo for a look.")
     return 0
@@ -184,13 +201,10 @@ def show_cards(messages: list[dict[str, Any]]) -> None:
 
 
 def replay_fixtures() -> None:
-    if not FIXTURES.exists():
-        say(f"{FIXTURES} is not here; skipping.")
-        return
     logdir = STATE / "replay"
     logdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(FIXTURES / "azureActivity_adele.csv", logdir / "AzureActivity.csv")
-    shutil.copy(FIXTURES / "sign-in_adelete.csv", logdir / "SigninLogs.csv")
+    for name, table_file in REAL_EXPORT_FILES.items():
+        shutil.copy(REAL_EXPORTS / name, logdir / table_file)
     say(f"$ python -m monitors replay {logdir.relative_to(REPO)}")
     subprocess.run([sys.executable, "-m", "monitors", "replay", str(logdir)], check=True, cwd=REPO)
 

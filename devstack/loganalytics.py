@@ -6,7 +6,7 @@ workspace id, the KQL. Answers have the service's shape: typed columns, ISO 8601
 dynamic values as JSON text, errors as `{"error": {"code": ..., "innererror": ...}}`, and a
 `PartialError` next to truncated tables, which the SDK turns into a `LogsQueryPartialResult`.
 
-Tables and column types come from `../shared/schemas/tables.json`. Each table also has a hidden
+Tables and column types come from `monitors/schema/tables.json`. Each table also has a hidden
 `_IngestionTime` column, which is what `ingestion_time()` reads (duckdb-kql has no such
 function; the query is rewritten token by token, so string literals and comments are never
 touched). Keys of loaded rows that the schema does not document are dropped with a warning: a
@@ -56,11 +56,11 @@ from duckdb_kql.types import kusto_type
 from devstack import kql_aggregates, kql_arg_max
 from devstack.httpserver import HttpsService, JsonHandler
 from devstack.identity import TokenError, TokenIssuer, verify_token
+from monitors import schema
 
 kql_aggregates.install()  # make_set/make_list as Log Analytics answers them (see that module)
 kql_arg_max.install()  # the Activity Log dedupe in bounded memory (see that module)
 
-DEFAULT_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "tables.json"
 AUDIENCE = "https://api.loganalytics.io"
 DEFAULT_MAX_ROWS = 500_000  # the service's per-result record limit
 DEFAULT_WAIT_S = 180  # the service's default server timeout; `Prefer: wait=N` overrides it
@@ -131,24 +131,6 @@ class RowError(ValueError):
         super().__init__(f"{table}: {where}column {column!r}: {reason}")
         self.table = table
         self.column = column
-
-
-# --- schema
-
-
-def load_schema(path: Path) -> dict[str, dict[str, str]]:
-    """tables.json -> {table: {column: kql type}}, keeping the documented column order."""
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    schema: dict[str, dict[str, str]] = {}
-    for table, columns in raw.items():
-        if table.startswith("_"):
-            continue  # "_about" and other notes
-        schema[table] = {}
-        for name, kql_type in columns:
-            if kql_type not in SQL_TYPES:
-                raise ValueError(f"{path}: {table}.{name} has type {kql_type!r}; known: {sorted(SQL_TYPES)}")
-            schema[table][name] = kql_type
-    return schema
 
 
 # --- query text
@@ -399,7 +381,7 @@ class LogAnalyticsServer(HttpsService):
         port: int = 0,
         *,
         public_key_pem: bytes | None = None,
-        schema_path: Path | str = DEFAULT_SCHEMA_PATH,
+        schema_path: Path | str = schema.TABLES_JSON,
         max_rows: int = DEFAULT_MAX_ROWS,
         database: Path | None = None,
         memory_limit: str | None = None,
@@ -419,7 +401,7 @@ class LogAnalyticsServer(HttpsService):
         self.port = port
         # Default: the devstack identity's key, the one that signs the app's tokens.
         self.public_key_pem = public_key_pem or TokenIssuer(self.state_dir).public_key_pem
-        self.schema = load_schema(Path(schema_path))
+        self.schema = schema.load(Path(schema_path))
         self.max_rows = max_rows
         self.ca_path = self.state_dir / "certs" / "ca.pem"
         self._lock = threading.Lock()
@@ -914,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data-dir", type=Path, help="folder of <Table>.jsonl files loaded at start")
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="rows before a PartialError")
-    parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA_PATH, help="tables.json")
+    parser.add_argument("--schema", type=Path, default=schema.TABLES_JSON, help="tables.json")
     args = parser.parse_args(argv)
     server = LogAnalyticsServer(
         args.workspace_id,

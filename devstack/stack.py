@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -16,10 +17,13 @@ from devstack.certs import ensure_certs
 from devstack.identity import IdentityEndpoint, TokenIssuer
 from devstack.loganalytics import LogAnalyticsServer
 from devstack.teams_sink import TeamsSink
+from monitors.schema import SchemaMissing
 
 DEVSTACK_WORKSPACE_ID = "d5c0d5c0-0000-4000-8000-000000000001"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_STATE = REPO / ".devstack"
+# Real portal exports (tests/fixtures/README.md says where they come from): the demo replays them.
+REAL_EXPORTS = REPO / "tests" / "fixtures" / "sentinel-training-lab"
 
 
 class Devstack:
@@ -31,21 +35,26 @@ class Devstack:
         self.workspace_id = DEVSTACK_WORKSPACE_ID
 
     def start(self) -> Devstack:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.certs = ensure_certs(self.state_dir)
-        issuer = TokenIssuer(self.state_dir)
-        self.identity = IdentityEndpoint(issuer).start()
-        self.log_analytics = LogAnalyticsServer(
-            workspace_id=self.workspace_id,
-            state_dir=self.state_dir,
-            data_dir=self.data_dir,
-            public_key_pem=issuer.public_key_pem,
-        )
-        self.log_analytics.start()
-        self.teams = TeamsSink(state_dir=self.state_dir)
-        self.teams.start()
-        self.azurite = Azurite(self.certs, port=free_port()).start()
+        """Start every service; if one cannot start, stop those already running and re-raise."""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.certs = ensure_certs(self.state_dir)
+            issuer = TokenIssuer(self.state_dir)
+            self.identity = IdentityEndpoint(issuer).start()
+            self.log_analytics = LogAnalyticsServer(
+                workspace_id=self.workspace_id,
+                state_dir=self.state_dir,
+                data_dir=self.data_dir,
+                public_key_pem=issuer.public_key_pem,
+            )
+            self.log_analytics.start()
+            self.teams = TeamsSink(state_dir=self.state_dir)
+            self.teams.start()
+            self.azurite = Azurite(self.certs, port=free_port()).start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -78,7 +87,7 @@ class Devstack:
         return settings
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("command", choices=["up"], help="start everything and wait for Ctrl-C")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
@@ -86,16 +95,21 @@ def main() -> None:
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Devstack(args.state_dir, args.data_dir) as stack:
-        settings = stack.app_settings()
-        env_file = args.state_dir / "env"
-        env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in settings.items()))
-        (args.state_dir / "env.json").write_text(json.dumps(settings, indent=2))
-        os.chmod(env_file, 0o600)
-        print(f"devstack up; settings in {env_file} (source it to point the app here). Ctrl-C stops.")
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+    try:
+        with Devstack(args.state_dir, args.data_dir) as stack:
+            settings = stack.app_settings()
+            env_file = args.state_dir / "env"
+            env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in settings.items()))
+            (args.state_dir / "env.json").write_text(json.dumps(settings, indent=2))
+            os.chmod(env_file, 0o600)
+            print(f"devstack up; settings in {env_file} (source it to point the app here). Ctrl-C stops.")
+            with contextlib.suppress(KeyboardInterrupt):
+                stop.wait()
+    except SchemaMissing as error:  # stopped what had started already
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

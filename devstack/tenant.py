@@ -1,11 +1,11 @@
 """Synthetic Entra ID tenant: deterministic sign-in and Activity Log rows for the devstack.
 
 Why: the monitor must be exercised against rows shaped like real Log Analytics exports
-(../shared/fixtures), at realistic volume, with a ground truth saying which principal must raise
+(tests/fixtures), at realistic volume, with a ground truth saying which principal must raise
 which alert. Three layers, top to bottom:
 
 1. row builders: one principal and one instant in, Log Analytics rows out (keys are documented
-   columns of ../shared/schemas/tables.json). `signin_row`, `activity_rows`, `policy_audit_row`
+   columns of monitors/schema/tables.json). `signin_row`, `activity_rows`, `policy_audit_row`
    and `service_health_row` return plain dicts for tests that craft rows; the generator uses
    `signin_record` / `activity_records`, the same rows as `Record`s whose shared columns are
    JSON-encoded once (the encoder is the bottleneck at several KB per row);
@@ -85,9 +85,9 @@ DEFAULT_START = datetime(2025, 10, 6, tzinfo=UTC)  # a Monday; fixed so a seed a
 # Detection names used in the manifest's `expected` lists.
 USER_ARM_WRITE = "user-arm-write"
 BREAK_GLASS_USE = "break-glass-use"
-SOURCE_SILENT = "source-silent"  # issue 8 (det2)
-BREAK_GLASS_WEAK_METHOD = "break-glass-weak-method"  # issue 8 (det2)
-# The mandatory-MFA scenarios (issue 8): verdicts in `_mandatory_mfa_verdicts`, scripted rows in
+SOURCE_SILENT = "source-silent"
+BREAK_GLASS_WEAK_METHOD = "break-glass-weak-method"
+# The mandatory-MFA scenarios: verdicts in `_mandatory_mfa_verdicts`, scripted rows in
 # `mandatory_mfa_script`.
 MFA_BLOCKED_AUTOMATION = "mfa-blocked-automation"
 ROPC_SIGN_IN = "ropc-sign-in"
@@ -1813,7 +1813,7 @@ def _workload_day(world: World, who: Principal, day: datetime, rng: random.Rando
 
 def day_rows(world: World, who: Principal, day: datetime, rng: random.Random) -> Iterator[Row]:
     """Everything one principal logs on one day (break-glass accounts are scripted separately)."""
-    if who.tool == POWER_AUTOMATE_TOOL:  # issue 8 (det2): user-service-account
+    if who.tool == POWER_AUTOMATE_TOOL:  # user-service-account
         return connection_owner_day(world, who, day, rng)
     if who.kind == "service-account":
         return _service_account_day(world, who, day, rng)
@@ -1881,7 +1881,7 @@ def break_glass_script(world: World, bg1: Principal, bg2: Principal, seed: int) 
     return script
 
 
-# --------------------------------------------------------------------------- issue 8 (det2) scenarios
+# --------------------------------------------------------------------------- watcher scenarios
 # source-silent, break-glass-weak-method and user-service-account. Kept together so other
 # scenarios merge beside them.
 
@@ -1898,7 +1898,7 @@ ACTIVITY_LOG_EXPORT_DELETE = Operation(  # the subscription's Activity Log expor
 )
 
 
-def det2_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
+def watcher_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     """source-silent: whoever deletes a diagnostic setting; break-glass-weak-method: a break-glass
     sign-in with a step that succeeded using a method other than FIDO2 / Windows Hello;
     user-service-account: see automation_verdict."""
@@ -1919,11 +1919,11 @@ def dormant_break_glass(seed: int, tenant: Tenant) -> Principal:
     return replace(made, display_name="Break Glass Admin 3 (never drilled)", auth=FIDO2)
 
 
-def det2_principals(seed: int, tenant: Tenant) -> tuple[Principal, ...]:
+def watcher_principals(seed: int, tenant: Tenant) -> tuple[Principal, ...]:
     return (dormant_break_glass(seed, tenant), connection_owner(seed, tenant))
 
 
-def det2_script(world: World, principals: tuple[Principal, ...], seed: int) -> list[Scripted]:
+def watcher_script(world: World, principals: tuple[Principal, ...], seed: int) -> list[Scripted]:
     """The showcase admin deletes the subscription's Activity Log export late in the window."""
     rng = random.Random(f"det2:{seed}")
     admin = next(p for p in principals if p.kind == "admin")
@@ -1938,7 +1938,7 @@ def det2_script(world: World, principals: tuple[Principal, ...], seed: int) -> l
     return [Scripted(admin, token), *(Scripted(admin, row) for row in rows)]
 
 
-def det2_expected_without_rows(
+def watcher_expected_without_rows(
     principals: tuple[Principal, ...], script: list[Scripted]
 ) -> dict[str, set[str]]:
     """Verdicts no row carries: a break-glass account with no successful interactive sign-in in the
@@ -1959,7 +1959,7 @@ def _first_two_break_glass(principals: tuple[Principal, ...]) -> tuple[Principal
     return bg1, bg2
 
 
-# --------------------------------------------------------------------------- user-service-account (det2)
+# --------------------------------------------------------------------------- user-service-account
 USER_SERVICE_ACCOUNT = "user-service-account"
 POWER_AUTOMATE_TOOL = "power-automate"  # a user object whose Power Automate connections run flows
 FLOW_SERVICE = Resource("7df0a125-d3be-4c96-aa54-591f83ff541c", "Microsoft Flow Service")
@@ -2005,8 +2005,6 @@ def connection_owner_day(world: World, who: Principal, day: datetime, rng: rando
                 interactive=False, rng=rng, tenant=world.tenant,
             )  # fmt: skip
 
-
-# --------------------------------------------------------------------------- end of issue 8 (det2)
 
 
 # --------------------------------------------------------------------------- scenario: mandatory MFA
@@ -2276,7 +2274,7 @@ def _verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     found: tuple[str, ...] = (BREAK_GLASS_USE,) if who.kind == "break-glass" else ()
     if who.is_user and row["Type"] == ACTIVITY and row.get("CategoryValue") == "Administrative":
         found += (USER_ARM_WRITE,)
-    found += det2_verdicts(who, row)
+    found += watcher_verdicts(who, row)
     return found + _mandatory_mfa_verdicts(who, row)
 
 
@@ -2384,9 +2382,9 @@ def generate(
     if enforcement is None:
         enforcement = (start + (end - start) / 2).replace(minute=0, second=0, microsecond=0)
     world = World(tenant=tenant, start=start, end=end, enforcement=_utc(enforcement))
-    principals = population(users, seed, tenant) + det2_principals(seed, tenant)
+    principals = population(users, seed, tenant) + watcher_principals(seed, tenant)
     bg1, bg2 = _first_two_break_glass(principals)
-    script = break_glass_script(world, bg1, bg2, seed) + det2_script(world, principals, seed)
+    script = break_glass_script(world, bg1, bg2, seed) + watcher_script(world, principals, seed)
     script += mandatory_mfa_script(world, principals, seed)
 
     if workers is None:
@@ -2417,7 +2415,7 @@ def generate(
     for w in written:
         for object_id, found in w.expected.items():
             expected.setdefault(object_id, set()).update(found)
-    for object_id, found in det2_expected_without_rows(principals, script).items():
+    for object_id, found in watcher_expected_without_rows(principals, script).items():
         expected.setdefault(object_id, set()).update(found)
     manifest = Manifest(
         seed=seed,

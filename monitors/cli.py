@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from monitors import cli_alerts, cli_waivers
 from monitors.detections import DETECTIONS
 from monitors.detections.base import Context
+from monitors.schema import SchemaMissing
 from monitors.settings import WATCHED_TABLES, BreakGlassAccounts, SettingsError, parse_break_glass
 
 INGEST_BATCH = 5_000
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "alerts":
             return cli_alerts.run(args)
         return _replay(args.logdir, args.break_glass, args.format, sys.stdout, sys.stderr)
-    except (ReplayError, SettingsError) as error:
+    except (ReplayError, SettingsError, SchemaMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

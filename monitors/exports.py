@@ -15,7 +15,7 @@ Decisions, each for a reason:
   the values carry no offset, so any instant read from them would be a guess.
 - `X_dynamic` / `X_string` / `X_d` (what a union of differently typed columns exports as) stand in
   for a documented `X` the export lacks; per row the first non-empty one wins, dynamic first.
-- Sign-in exports made without TimeGenerated (like the real one in ../shared/fixtures) get it
+- Sign-in exports made without TimeGenerated (like the real one in tests/fixtures) get it
   from CreatedDateTime: a sign-in reaches Log Analytics as a diagnostic record whose `time`, which
   becomes TimeGenerated, is the sign-in's createdDateTime. The report notes when this happened.
 - A bad row is skipped and counted (with a few examples naming row and column); a bad file
@@ -47,6 +47,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, cast
 
+from monitors import schema
+
 TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity")
 MAX_EXAMPLES = 5  # skip reasons kept per file: enough to find the problem, bounded for huge files
 PROGRESS_EVERY = 1 << 20  # bytes between progress callbacks
@@ -55,82 +57,9 @@ ProgressCallback = Callable[[int, int], None]  # (bytes_read, total_bytes)
 # A sign-in row's TimeGenerated is its CreatedDateTime (see the module docstring).
 _TIME_SOURCE = {"SigninLogs": "CreatedDateTime", "AADNonInteractiveUserSignInLogs": "CreatedDateTime"}
 
-# Documented columns, from ../shared/schemas/tables.json (tests/unit/test_exports.py checks that
-# they still agree). Kept here so that replay needs nothing outside the package.
-_SCHEMA_TEXT = {
-    "SigninLogs": """
-        datetime: CreatedDateTime TimeGenerated
-        bool: FlaggedForReview IsInteractive IsRisky IsTenantRestricted IsThroughGlobalSecureAccess
-        long: DurationMs
-        real: _BilledSize
-        dynamic: Agent AppliedEventListeners ConditionalAccessPolicies DeviceDetail LocationDetails
-            MfaDetail Status TokenProtectionStatusDetails
-        string: AADTenantId AlternateSignInName AppDisplayName AppId AppliedConditionalAccessPolicies
-            AppOwnerTenantId AuthenticationAppDeviceDetails AuthenticationAppPolicyEvaluationDetails
-            AuthenticationContextClassReferences AuthenticationDetails AuthenticationMethodsUsed
-            AuthenticationProcessingDetails AuthenticationProtocol AuthenticationRequirement
-            AuthenticationRequirementPolicies AuthenticatorAppLocation AutonomousSystemNumber Category
-            ClientAppUsed ClientCredentialType ClientSessionId ConditionalAccessAudiences
-            ConditionalAccessStatus CorrelationId CrossTenantAccessType FederatedCredentialId
-            GlobalSecureAccessIpAddress HomeTenantId HomeTenantName Id Identity IncomingTokenType IPAddress
-            IPAddressFromResourceProvider _IsBillable Level Location NetworkLocationDetails OperationName
-            OperationVersion OriginalRequestId OriginalTransferMethod ProcessingTimeInMilliseconds Resource
-            ResourceDisplayName ResourceGroup ResourceId ResourceIdentity ResourceOwnerTenantId
-            ResourceProvider ResourceServicePrincipalId ResourceTenantId ResultDescription ResultSignature
-            ResultType RiskDetail RiskEventTypes RiskEventTypes_V2 RiskLevel RiskLevelAggregated
-            RiskLevelDuringSignIn RiskState RootActorID ServicePrincipalId ServicePrincipalName SessionId
-            SessionLifetimePolicies SignInIdentifier SignInIdentifierType SourceAppClientId SourceSystem
-            TokenIssuerName TokenIssuerType Type UniqueTokenIdentifier UserAgent UserDisplayName UserId
-            UserPrincipalName UserType
-    """,
-    "AADNonInteractiveUserSignInLogs": """
-        datetime: CreatedDateTime TimeGenerated
-        bool: IsInteractive IsRisky IsTenantRestricted IsThroughGlobalSecureAccess
-        long: DurationMs
-        real: _BilledSize
-        dynamic: AppliedEventListeners
-        string: AADTenantId Agent AlternateSignInName AppDisplayName AppId AppOwnerTenantId
-            AuthenticationContextClassReferences AuthenticationDetails AuthenticationMethodsUsed
-            AuthenticationProcessingDetails AuthenticationProtocol AuthenticationRequirement
-            AuthenticationRequirementPolicies AutonomousSystemNumber Category ClientAppUsed
-            ClientCredentialType ConditionalAccessPolicies ConditionalAccessStatus CorrelationId
-            CrossTenantAccessType DeviceDetail FederatedCredentialId GlobalSecureAccessIpAddress
-            HomeTenantId HomeTenantName Id Identity IncomingTokenType IPAddress _IsBillable Level Location
-            LocationDetails MfaDetail NetworkLocationDetails OperationName OperationVersion
-            OriginalRequestId OriginalTransferMethod ProcessingTimeInMs ResourceDisplayName ResourceGroup
-            ResourceIdentity ResourceOwnerTenantId ResourceServicePrincipalId ResourceTenantId
-            ResultDescription ResultSignature ResultType RiskDetail RiskEventTypes RiskEventTypes_V2
-            RiskLevelAggregated RiskLevelDuringSignIn RiskState ServicePrincipalId SessionId
-            SessionLifetimePolicies SignInEventTypes SignInIdentifierType SourceSystem Status TenantId
-            TokenIssuerName TokenIssuerType TokenProtectionStatusDetails Type UniqueTokenIdentifier
-            UserAgent UserDisplayName UserId UserPrincipalName UserType
-    """,
-    "AzureActivity": """
-        datetime: EventSubmissionTimestamp TimeGenerated
-        real: _BilledSize
-        dynamic: Authorization_d Claims_d Properties_d
-        string: ActivityStatus ActivityStatusValue ActivitySubstatus ActivitySubstatusValue Authorization
-            Caller CallerIpAddress Category CategoryValue Claims CorrelationId EventDataId Hierarchy
-            HTTPRequest _IsBillable Level OperationId OperationName OperationNameValue Properties Resource
-            ResourceGroup ResourceId _ResourceId ResourceProvider ResourceProviderValue SourceSystem
-            SubscriptionId _SubscriptionId TenantId Type
-    """,
-}
-
-
-def _parse_schema(text: str) -> dict[str, str]:
-    """'type: Name Name ...' blocks (continuation lines indented) -> {column: kql type}."""
-    columns: dict[str, str] = {}
-    kql_type = ""
-    for word in text.split():
-        if word.endswith(":"):
-            kql_type = word[:-1]
-        else:
-            columns[word] = kql_type
-    return columns
-
-
-SCHEMA: dict[str, dict[str, str]] = {table: _parse_schema(text) for table, text in _SCHEMA_TEXT.items()}
+# Documented columns and types of the tables replay reads (monitors/schema/tables.json).
+_DOCUMENTED = schema.load()
+SCHEMA: dict[str, dict[str, str]] = {table: _DOCUMENTED[table] for table in TABLES}
 
 
 # --- results

@@ -43,7 +43,7 @@ def query_values(window: Window, context: Context) -> dict[str, object]:
         "WatermarkEnd": window.end,
         "BreakGlassObjectIds": sorted(context.break_glass.object_ids),
         "BreakGlassUpns": sorted(context.break_glass.upns),
-        # --- break-glass-weak-method and source-silent (issue 8)
+        # --- break-glass-weak-method and source-silent
         "DrillDays": context.drill_days,
         "DrillSince": drill_since(window, context),
         **{f"Silence{table}Hours": hours for table, hours in context.silence_hours},

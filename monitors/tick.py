@@ -106,7 +106,7 @@ def _run_steps(
     for detection in detections:
         lease.keep()
         _detect(services, state, detection, now, late, latest, report)
-    # --- source-silent (issue 8): queries failing tick after tick are an alert of their own
+    # --- source-silent: queries failing tick after tick are an alert of their own
     blind = blindness.watch_queries(
         services.store, state, settings, detections, report.query_errors, now,
         lambda alert: _targets(alert, settings.webhooks),

@@ -1,7 +1,7 @@
 """Every .kql file in the repo must pass Microsoft's Kusto language service (tools/kqlcheck.mjs).
 
 The checker parses and analyses each file against the Log Analytics tables in
-../shared/schemas/tables.json, so an unknown table, column or function, a syntax error or a type
+monitors/schema/tables.json, so an unknown table, column or function, a syntax error or a type
 error fails here, before the query ever reaches a workspace. The second half proves the checker
 can fail: it runs it over temporary files with one known problem each.
 """
@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from monitors.schema import TABLES_JSON
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKER = REPO_ROOT / "tools" / "kqlcheck.mjs"
-SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "tables.json"
 LANGUAGE_SERVICE = REPO_ROOT / "node_modules" / "@kusto" / "language-service-next"
 SKIP_DIRS = {"node_modules", ".venv", ".devstack", ".git"}
 
@@ -45,14 +46,12 @@ def node() -> str:
         pytest.fail("node is not on PATH: install Node 20+ and run `make install`")
     if not (LANGUAGE_SERVICE / "package.json").is_file():
         pytest.fail(f"{LANGUAGE_SERVICE} is missing: run `make install` (or `npm ci` in {REPO_ROOT})")
-    if not SCHEMA.is_file():
-        pytest.fail(f"table schema {SCHEMA} is missing: shared/ must sit beside the repo")
     return node_bin
 
 
 def run_checker(node_bin: str, *paths: Path) -> CheckRun:
     proc = subprocess.run(
-        [node_bin, str(CHECKER), "--schema", str(SCHEMA), "--json", *map(str, paths)],
+        [node_bin, str(CHECKER), "--schema", str(TABLES_JSON), "--json", *map(str, paths)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -159,7 +158,7 @@ def test_text_output_is_file_line_col(node: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.kql"
     bad.write_text("SigninLogs\n| where NoSuchColumn == 1\n")
     proc = subprocess.run(
-        [node, str(CHECKER), "--schema", str(SCHEMA), str(bad)],
+        [node, str(CHECKER), "--schema", str(TABLES_JSON), str(bad)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,7 +3,7 @@
 // reporting syntax and semantic diagnostics (unknown table/column/function, wrong types) against the
 // Log Analytics tables documented in tables.json.
 //
-// Usage: node tools/kqlcheck.mjs --schema ../shared/schemas/tables.json [--json] FILE_OR_DIR...
+// Usage: node tools/kqlcheck.mjs --schema monitors/schema/tables.json [--json] FILE_OR_DIR...
 //   A directory is scanned recursively for *.kql (skipping node_modules, .venv, .devstack, .git).
 //   Exit 0: no error-severity diagnostic; 1: at least one; 2: bad usage, schema or file.
 //

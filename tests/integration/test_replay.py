@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.stack import REAL_EXPORTS
+
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "sentinel-training-lab"
 ADELE_ID = "9b117c67-170e-4aed-9702-658b3fddc889"
 ADELE_UPN = "adelev@m365x816222.onmicrosoft.com"
 
@@ -38,8 +39,8 @@ def edit_export(path: Path, old: str, new: str, count: int = 1) -> None:
 
 @pytest.fixture
 def logdir(tmp_path: Path) -> Path:
-    shutil.copy(FIXTURES / "azureActivity_adele.csv", tmp_path / "AzureActivity.csv")
-    shutil.copy(FIXTURES / "sign-in_adelete.csv", tmp_path / "SigninLogs.csv")
+    shutil.copy(REAL_EXPORTS / "azureActivity_adele.csv", tmp_path / "AzureActivity.csv")
+    shutil.copy(REAL_EXPORTS / "sign-in_adelete.csv", tmp_path / "SigninLogs.csv")
     return tmp_path
 
 
@@ -116,7 +117,7 @@ def test_bad_input_exits_non_zero_naming_the_file(tmp_path: Path, make, expected
     assert "Traceback" not in result.stderr
 
 
-def test_issue_8_detections_show_in_replay_under_their_own_ids(logdir: Path) -> None:
+def test_weak_method_and_source_silent_show_in_replay_under_their_own_ids(logdir: Path) -> None:
     """A password that worked for a break-glass account is break-glass-weak-method; the drill part
     and source-silent's silence part do not run on an export (README, Offline replay)."""
     edit_export(

@@ -1,6 +1,6 @@
 """Reading log exports for replay: the two real portal exports, az-style JSON, and broken files.
 
-The real files are ../shared/fixtures/sentinel-training-lab (see its README); tests copy them
+The real files are tests/fixtures/sentinel-training-lab (see tests/fixtures/README.md); tests copy them
 under the names replay expects, or cut and edit copies to make them bad.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from devstack.stack import REAL_EXPORTS
 from monitors.exports import (
     SCHEMA,
-    TABLES,
     ExportError,
     FileReport,
     ReadReport,
@@ -26,10 +26,8 @@ from monitors.exports import (
     read_export,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-FIXTURES = SHARED / "fixtures" / "sentinel-training-lab"
-ACTIVITY = FIXTURES / "azureActivity_adele.csv"
-SIGNINS = FIXTURES / "sign-in_adelete.csv"
+ACTIVITY = REAL_EXPORTS / "azureActivity_adele.csv"
+SIGNINS = REAL_EXPORTS / "sign-in_adelete.csv"
 ADELE = "AdeleV@M365x816222.OnMicrosoft.com"
 AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
 ARM = "797f4846-ba00-4fd7-ba43-dac1f8f63013"  # Windows Azure Service Management API
@@ -59,15 +57,6 @@ def activity_csv(path: Path, *times: str) -> Path:
     claims = json.dumps({AMR: "pwd"})
     rows = [[t, f"id-{i}", ADELE, claims, "AzureActivity"] for i, t in enumerate(times, start=1)]
     return write_csv(path, header, *rows)
-
-
-# --- the schema
-
-
-def test_the_embedded_schema_is_tables_json() -> None:
-    documented = json.loads((SHARED / "schemas" / "tables.json").read_text(encoding="utf-8"))
-    for table in TABLES:
-        assert SCHEMA[table] == dict(documented[table]), table
 
 
 # --- the real exports

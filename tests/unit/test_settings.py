@@ -188,7 +188,7 @@ def test_blindness_settings_default_and_parse() -> None:
     assert tuned.source_silent_failed_ticks == 6
 
 
-def test_the_issue_8_detections_can_each_be_switched_off() -> None:
+def test_weak_method_source_silent_and_service_account_can_each_be_switched_off() -> None:
     from monitors.detections import enabled
 
     new = ("source-silent", "break-glass-weak-method", "user-service-account", "mfa-blocked-automation",

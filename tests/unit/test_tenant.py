@@ -42,9 +42,9 @@ from devstack.tenant import (
     population,
     signin_row,
 )
+from monitors.schema import load as load_schema
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = REPO.parent / "shared" / "schemas" / "tables.json"
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
 UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
@@ -94,10 +94,8 @@ def read_lines(path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, dict[str, str]]:
-    if not SCHEMA.exists():
-        pytest.fail(f"table schema {SCHEMA} is missing: shared/ must sit beside the repo")
-    documented = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    return {table: dict(documented[table]) for table in TABLES}
+    documented = load_schema()
+    return {table: documented[table] for table in TABLES}
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +143,7 @@ def test_another_seed_gives_another_tenant(tmp_path: Path) -> None:
 def test_principals_depend_on_seed_and_user_count_not_on_the_window(tmp_path: Path) -> None:
     one = generate(tmp_path / "one", users=20, days=1, seed=3, start=START)
     three = generate(tmp_path / "three", users=20, days=3, seed=3, start=START + timedelta(days=7))
-    extra = tenant.det2_principals(3, tenant.TENANT)  # the never-drilled break-glass account
+    extra = tenant.watcher_principals(3, tenant.TENANT)  # the never-drilled break-glass account
     assert one.principals == three.principals == population(20, 3) + extra
     assert population(20, 3) != population(20, 4)
 

@@ -1,6 +1,6 @@
 """`python -m monitors replay` over big portal CSV exports: rows/s, peak RSS, and where time goes.
 
-The export is the real portal CSV in ../shared/fixtures (23 AzureActivity rows, ~6.5 KB each)
+The export is the real portal CSV in tests/fixtures (23 AzureActivity rows, ~6.5 KB each)
 repeated with fresh EventDataIds, streamed to disk. Replay runs in a child process; its peak
 RSS and CPU come from wait4, and its RSS is sampled every half second against how far it has
 read the file (/proc/PID/io rchar), which shows whether memory grows with the file. A guard
@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.common import PYTHON, REPO, child_env, poll_usage, proc_rss_mb, say, wait_usage
 
-FIXTURE = REPO.parent / "shared" / "fixtures" / "sentinel-training-lab" / "azureActivity_adele.csv"
+FIXTURE = REPO / "tests" / "fixtures" / "sentinel-training-lab" / "azureActivity_adele.csv"
 PROFILE_ROWS = 20_000
 # `python -m monitors ARGS`, plus the process's peak RSS (VmHWM) written to argv[1] at exit.
 # Not ru_maxrss from wait4: Linux keeps it across exec, so it would include the forking parent.

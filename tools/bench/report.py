@@ -555,7 +555,7 @@ def _replay(p: dict[str, Any]) -> list[str]:
         "## Replay",
         "",
         "`python -m monitors replay DIR --format json` over a portal CSV export of AzureActivity (the "
-        "real export in ../shared/fixtures, rows repeated with fresh EventDataIds), in a child process; "
+        "real export in tests/fixtures, rows repeated with fresh EventDataIds), in a child process; "
         f"RSS sampled against how much of the file it has read. RSS guard {mb(p['guard_mb'])} "
         f"({mb(p['available_mb_at_start'])} available when the phase started).",
         "",
