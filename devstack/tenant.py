@@ -2006,7 +2006,6 @@ def connection_owner_day(world: World, who: Principal, day: datetime, rng: rando
             )  # fmt: skip
 
 
-
 # --------------------------------------------------------------------------- scenario: mandatory MFA
 
 
