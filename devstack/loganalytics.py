@@ -15,7 +15,9 @@ query naming such a column fails here as it would in Azure, instead of passing l
 Faults on demand, for reliability tests: `set_fault(mode, count=...)` (or `POST /admin/faults`
 with `{"mode", "count", "retry_after", "delay", "match"}`, `DELETE /admin/faults` to clear) makes
 the next `count` queries (only those containing `match`, when given) answer 429 with
-Retry-After, 500, 503, a 504 after `delay` seconds (the server timeout), a dropped connection,
+Retry-After, 500, 503, a 504 after `delay` seconds (the server timeout), a query that runs
+`delay` seconds (a 504 at the request's own server timeout, `Prefer: wait`, if that is shorter,
+as the service answers a slow query), a dropped connection,
 a partial result (half the rows and a `PartialError`) or a 400 `BadArgumentError`, each in the
 service's own shape.
 
@@ -67,7 +69,7 @@ DEFAULT_WAIT_S = 180  # the service's default server timeout; `Prefer: wait=N` o
 INGESTION_COLUMN = "_IngestionTime"
 # Injectable query faults: status codes, a server timeout, a dropped connection, a partial
 # result, a query the service rejects; "none" clears.
-FAULT_MODES = frozenset({"429", "500", "503", "timeout", "drop", "partial", "invalid", "none"})
+FAULT_MODES = frozenset({"429", "500", "503", "timeout", "slow", "drop", "partial", "invalid", "none"})
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -825,6 +827,14 @@ class _Handler(JsonHandler):
         wait_s, statistics = parse_prefer(self.headers.get("Prefer"))
         request = QueryRequest(payload["query"], str(timespan) if timespan else None, wait_s, statistics)
         fault = self.api.take_fault(request.query)
+        if fault is not None and fault.mode == "slow":
+            if fault.delay >= request.wait_s:
+                time.sleep(request.wait_s)
+                message = f"The query exceeded the server timeout of {request.wait_s:g} seconds (slow query)"
+                self.send_json(504, ApiError(504, "GatewayTimeout", message).body())
+                return
+            time.sleep(fault.delay)
+            fault = None
         if fault is not None and fault.mode != "partial":
             self._answer_fault(fault)
             return

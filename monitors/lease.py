@@ -7,7 +7,9 @@ watermark it would have read stays put, so the next tick reads those rows.
 
 The lease expires on its own (TTL) so a crashed tick blocks only briefly: shorter than the
 default five-minute schedule, so the next scheduled tick after a crash runs. A long tick renews
-it between steps. Hosts must agree on the time to within the TTL (App Service clocks are synced).
+it between steps, and once more (ETag-guarded) just before it stores alerts, so a tick that
+stalled past its expiry and was taken over stores nothing. An expiry further ahead than one
+lease length was written by a clock that ran ahead: it is not honoured.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ TTL = timedelta(minutes=4)
 RENEW_AFTER_S = 60.0
 ROW_KEY = "~tick-lease"  # sorts after every detection id in the workspace's partition
 RELEASED = datetime(1970, 1, 1, tzinfo=UTC)
+# Hosts' clocks agree to within this (App Service syncs them). A holder writes its expiry at most
+# one TTL ahead of its own clock, so an expiry further ahead than TTL + CLOCK_SKEW comes from a
+# clock that ran ahead (and a crashed tick would hold it until then): it is taken over.
+CLOCK_SKEW = timedelta(seconds=30)
 
 
 class LeaseLost(Exception):
@@ -52,8 +58,13 @@ class Lease:
                 raise LeaseLost("another tick created the lease first")
             lease.etag = (store.get(TABLE, workspace_id, ROW_KEY) or {}).get("etag")
             return lease
-        if current["ExpiresAt"] > now:
+        if now < current["ExpiresAt"] <= now + TTL + CLOCK_SKEW:
             raise LeaseLost(f"held by tick {current['Holder']} until {current['ExpiresAt'].isoformat()}")
+        if current["ExpiresAt"] > now:  # no tick writes an expiry that far ahead of the clocks
+            log.warning(
+                "tick lease of %s expires %s, beyond one lease length (%s) from now: taken over",
+                current["Holder"], current["ExpiresAt"].isoformat(), TTL,
+            )  # fmt: skip
         lease.etag = current["etag"]
         lease._write(now + TTL)
         return lease
@@ -61,8 +72,13 @@ class Lease:
     def keep(self) -> None:
         """Between steps: renew when a minute has passed, so a slow tick does not lose it to the TTL."""
         if time.monotonic() - self._written_monotonic >= RENEW_AFTER_S:
-            elapsed = timedelta(seconds=time.monotonic() - self._started_monotonic)
-            self._write(self.started + elapsed + TTL)
+            self.confirm()
+
+    def confirm(self) -> None:
+        """Just before storing alerts: renew with our ETag, so a tick that stalled past its expiry
+        and was taken over raises LeaseLost here instead of storing what its successor stored."""
+        elapsed = timedelta(seconds=time.monotonic() - self._started_monotonic)
+        self._write(self.started + elapsed + TTL)
 
     def release(self) -> None:
         """Let the next tick in at once. Never raises: a lease taken over meanwhile is not ours, and

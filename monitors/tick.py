@@ -1,9 +1,14 @@
 """One monitoring tick: the imperative shell around the pure detections.
 
-take the tick lease -> recover the outbox -> per detection: watermark -> query -> evaluate ->
-waivers -> store alerts -> advance watermark; then deliver what is due, then remind of waivers
+take the tick lease -> recover the outbox -> per detection: watermark ->
+query -> evaluate -> waivers -> store alerts -> advance watermark (the critical detections first,
+and what they stored is delivered at once); deliver the rest, then remind of waivers
 about to end. A query that fails leaves its watermark where it was (the next tick reads the
 same rows); a Teams outage only delays delivery; a tick that finds another running stands back.
+
+The tick lives within the function timeout (TickBudget): every query is bounded, a query that
+could not finish before the delivery reserve is not started (it counts as failed, and runs next
+tick), so delivery and the failure count that feeds source-silent are always reached.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitors import alerts, blindness, cards, watermark
@@ -22,7 +27,7 @@ from monitors.adapters.table_store import StateStore
 from monitors.adapters.teams import PostResult, TeamsPoster
 from monitors.detections.base import Detection, detection_context
 from monitors.lease import Lease, LeaseLost
-from monitors.model import Alert, Finding
+from monitors.model import Alert, Finding, Severity
 from monitors.pipeline import run_detection
 from monitors.settings import Settings, Webhook
 from monitors.state import AlertState, OutboxEntry, new_entry
@@ -31,6 +36,33 @@ from monitors.waivers import WaiverBook
 log = logging.getLogger("monitors.tick")
 
 DELIVERY_BUDGET_S = 120.0  # leave the rest of the function timeout to the next tick
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TickBudget:
+    """How one tick spends the function timeout. Without a bound, one slow query retried by the
+    SDK (4 x the service's 180 s server timeout) outlives the 540 s timeout: the host kills the
+    tick before it delivers anything or counts the failure."""
+
+    function_timeout_s: float = 540.0  # host.json functionTimeout, 00:09:00
+    query_timeout_s: int = 60  # the service's server timeout for each attempt (Prefer: wait)
+    # azure-core starts no retry this long after the query began: a throttled query (429, answered
+    # at once) is retried as before, a timed-out one (504 after query_timeout_s) once.
+    retry_window_s: float = 110.0
+    read_slack_s: float = 10.0  # the answer's transfer after the server timeout
+    # Delivery (DELIVERY_BUDGET_S), the failure count, the lease release, and the host's margin.
+    reserve_s: float = DELIVERY_BUDGET_S + 60.0
+
+    @property
+    def query_worst_s(self) -> float:
+        """The longest one query can take: the retry window, then one more attempt."""
+        return self.retry_window_s + self.query_timeout_s + self.read_slack_s
+
+    @property
+    def detect_s(self) -> float:
+        """Seconds from the start of the tick after which no query may start."""
+        return self.function_timeout_s - self.reserve_s - self.query_worst_s
+
 
 # The waiver hook: returns a reason when an accepted exception covers the finding.
 WaiverCheck = Callable[[Finding, datetime], str | None]
@@ -47,6 +79,7 @@ class Services:
     store: StateStore
     teams: TeamsPoster
     waivers: WaiverCheck = no_waivers
+    budget: TickBudget = field(default_factory=TickBudget)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -99,13 +132,25 @@ def _run_steps(
     state = AlertState(services.store)
     settings = services.settings
     late = timedelta(hours=settings.late_arrival_hours)
-
     started = time.perf_counter()
+    services = replace(services, logs=_Budgeted(services.logs, time.monotonic() + services.budget.detect_s))
+    throttled: set[str] = set()  # webhooks that said 429/5xx/unreachable: not again this tick
+
     report.recovered = _recover(state, detections, now, late)
-    latest = watermark.latest_ingestion(services.logs, now, late)
-    for detection in detections:
+    try:
+        latest = watermark.latest_ingestion(services.logs, now, late)
+    except QueryFailed as error:  # every window holds still: part of the monitor is blind
+        report.query_errors.append(f"latest-ingestion: {error}")
+        log.error("the newest ingestion time is unknown, every window holds still: %s", error)
+        latest = watermark.NOTHING_INGESTED
+    critical = [d for d in detections if d.severity is Severity.CRITICAL]  # break-glass use
+    for detection in critical:
+        _detect(services, state, detection, now, late, latest, report, lease)
+    if report.alerts_stored:  # on-call hears of them before the slower queries run
+        _deliver(services, state, detections, now, report, throttled)
+    for detection in (d for d in detections if d not in critical):
         lease.keep()
-        _detect(services, state, detection, now, late, latest, report)
+        _detect(services, state, detection, now, late, latest, report, lease)
     # --- source-silent: queries failing tick after tick are an alert of their own
     blind = blindness.watch_queries(
         services.store, state, settings, detections, report.query_errors, now,
@@ -118,10 +163,22 @@ def _run_steps(
 
     lease.keep()
     started = time.perf_counter()
-    throttled: set[str] = set()  # webhooks that said 429/5xx/unreachable: not again this tick
     _deliver(services, state, detections, now, report, throttled)
     _remind(services, detections, now, report, throttled)
     report.durations_s["deliver"] = round(time.perf_counter() - started, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class _Budgeted:
+    """The tick's LogsReader: a query that could outlast the detection budget is not started."""
+
+    logs: LogsReader
+    stop_at: float  # time.monotonic() after which no query starts
+
+    def query(self, kql: str, start: datetime, end: datetime) -> list[dict]:
+        if time.monotonic() >= self.stop_at:
+            raise QueryFailed("not run: the tick's time budget is spent; it runs next tick")
+        return self.logs.query(kql, start, end)
 
 
 def _recover(state: AlertState, detections: Sequence[Detection], now: datetime, late: timedelta) -> int:
@@ -143,6 +200,7 @@ def _detect(
     late: timedelta,
     latest_ingested: datetime | None,
     report: TickReport,
+    lease: Lease,
 ) -> None:
     settings = services.settings
     mark = watermark.read(services.store, settings.workspace_id, detection.id)
@@ -173,6 +231,7 @@ def _detect(
         targets = () if waiver else _targets(alert, settings.webhooks)
         entries.append(new_entry(alert, targets, now, status="waived" if waiver else "new", waiver=waiver))
     if entries:
+        lease.confirm()  # a tick that stalled past its lease must not store what its successor did
         state.enqueue(entries)
         state.commit(entries, detection.dedupe, (window.earliest_time, now))
     report.alerts_stored += len(entries)

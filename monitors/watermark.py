@@ -88,22 +88,18 @@ NOTHING_INGESTED = datetime(1970, 1, 1, tzinfo=UTC)
 
 def latest_ingestion(logs: LogsReader, now: datetime, late_arrival: timedelta) -> datetime:
     """The service's clock as its rows show it: the newest ingestion time among rows the tick may
-    read. NOTHING_INGESTED when there are none or the query failed: the windows then hold still
-    (nothing can be read that would not be read next time)."""
-    try:
-        rows = logs.query(
-            kql.load(LATEST_INGESTION_QUERY),
-            start=now - late_arrival,
-            end=now + FUTURE_SKEW,
-        )
-    except QueryFailed:
-        return NOTHING_INGESTED
+    read; NOTHING_INGESTED when there are none. Raises QueryFailed when the query fails or its
+    answer is unreadable: the caller holds the windows still (NOTHING_INGESTED) and counts the
+    failure, since every window stays empty for as long as it lasts."""
+    rows = logs.query(kql.load(LATEST_INGESTION_QUERY), start=now - late_arrival, end=now + FUTURE_SKEW)
     value = rows[0].get("LatestIngestion") if rows else None
+    if value is None:
+        return NOTHING_INGESTED
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            return NOTHING_INGESTED
+            raise QueryFailed(f"the newest ingestion time is unreadable: {value[:40]!r}") from None
     if not isinstance(value, datetime):
-        return NOTHING_INGESTED
+        raise QueryFailed(f"the newest ingestion time is a {type(value).__name__}, not a datetime")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -21,6 +21,7 @@ SDK_ATTEMPTS = 4  # the first try and azure-core's three status retries
 # Faults hit the detections' queries (their rendered parameters), not the tick's service-clock
 # query (monitors/latest_ingestion.kql), whose failure only holds the windows still.
 DETECTION_QUERY = "WatermarkStart"
+USER_ARM_WRITE_QUERY = "ARM control-plane writes, deletes and actions by user accounts"  # its comment
 
 
 def test_control_no_fault(devstack: Devstack, record: Record) -> None:
@@ -72,13 +73,13 @@ def test_transient_fault_is_absorbed_within_the_tick(
 def test_query_failing_after_retries_keeps_the_watermark(
     devstack: Devstack, record: Record, mode: str, options: dict
 ) -> None:
-    """The first detection's query fails for good in this tick; the next tick reads its rows."""
+    """user-arm-write's query fails for good in this tick; the next tick reads its rows."""
     world = World(devstack, f"query {mode} until the SDK gives up", "Log Analytics")
     world.figures.fault_kinds = [mode]
     now = start_time()
     world.standard(now)
     attempts = 1 if mode == "invalid" else SDK_ATTEMPTS
-    devstack.log_analytics.set_fault(mode, count=attempts, match=DETECTION_QUERY, **options)
+    devstack.log_analytics.set_fault(mode, count=attempts, match=USER_ARM_WRITE_QUERY, **options)
     first = world.tick(now)
     assert first is not None
     assert len(first.query_errors) == 1  # user-arm-write failed, break-glass-use went on

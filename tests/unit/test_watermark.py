@@ -1,5 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from monitors.adapters.log_analytics import QueryFailed
 from monitors.watermark import (
     FIRST_RUN_LOOKBACK,
@@ -65,11 +67,12 @@ class Reader:
         return [{"LatestIngestion": self.answer}]
 
 
-def test_latest_ingestion_reads_the_service_and_holds_when_it_cannot() -> None:
+def test_latest_ingestion_reads_the_service_and_raises_when_it_cannot() -> None:
     seen = NOW - timedelta(minutes=1)
     reader = Reader(seen.isoformat().replace("+00:00", "Z"))
     assert latest_ingestion(reader, NOW, LATE) == seen
     assert reader.calls == [(NOW - LATE, NOW + FUTURE_SKEW)]  # rows up to LATE old may still arrive
     assert latest_ingestion(Reader(None), NOW, LATE) == NOTHING_INGESTED  # empty tables: max() is null
-    assert latest_ingestion(Reader(QueryFailed("503")), NOW, LATE) == NOTHING_INGESTED
-    assert latest_ingestion(Reader("yesterday"), NOW, LATE) == NOTHING_INGESTED
+    for broken in (QueryFailed("503"), "yesterday", 17):  # the tick counts it and holds the windows
+        with pytest.raises(QueryFailed):
+            latest_ingestion(Reader(broken), NOW, LATE)
