@@ -115,9 +115,10 @@ resource rule 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     }
     // Stateful: one e-mail when it fires, one when ticks succeed again.
     autoMitigate: true
-    // Creation-time validation runs the query once; on a first `azd up` the workspace may not
-    // have an AppTraces table yet (the app has not run), and Azure Monitor advises skipping the
-    // check for that case. tests/infra check the query against the AppTraces columns instead.
+    // Creation-time validation runs the query once, and on a first `azd up` the workspace may
+    // have no AppTraces table yet (the app has not logged), which can fail the deployment; the
+    // flag exists for tables that appear later. tests/infra check the query against the
+    // documented AppTraces columns instead.
     skipQueryValidation: true
     actions: {
       actionGroups: empty(email) ? [] : [
