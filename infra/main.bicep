@@ -2,7 +2,8 @@
 // resource group next to an existing Log Analytics workspace.
 //
 // Security posture (asserted by tests/infra and checkov):
-// - one user-assigned managed identity; no keys, connection strings or SAS anywhere;
+// - one user-assigned managed identity for the app (the watchdog alert rule has a system-assigned
+//   one of its own, to read the app's telemetry); no keys, connection strings or SAS anywhere;
 // - storage with shared-key access disabled, Key Vault in RBAC mode, App Insights with local auth off;
 // - every role assignment is scoped to a single resource (a container, a secret, the workspace)
 //   and named with guid(scope, principal, role). Nothing is granted at subscription scope.
@@ -29,6 +30,14 @@ param breakGlassAccounts string = ''
 
 @description('NCRONTAB schedule of the monitor tick (six fields, seconds first).')
 param monitorSchedule string = '0 */5 * * * *'
+
+@minValue(1)
+@maxValue(15)
+@description('Minutes between two ticks of monitorSchedule (5 for the default). The watchdog alerts when no tick has succeeded for three of them.')
+param monitorScheduleMinutes int = 5
+
+@description('E-mail address the watchdog alerts when the monitor stops working. Empty = no e-mail: the watchdog alert still fires and shows in the portal (Monitor > Alerts), and nobody is told.')
+param watchdogEmail string = ''
 
 @description('Who the history page trusts: function-key, or easy-auth once App Service Authentication with Entra ID guards the app (docs/oncall.md).')
 @allowed([
@@ -162,6 +171,8 @@ var names = {
   functionApp: 'func-${resourceToken}'
   // Flex Consumption reads the code package from this container (identity-based).
   deploymentContainer: 'app-package-${resourceToken}'
+  watchdogRule: 'watchdog-${resourceToken}'
+  watchdogActionGroup: 'ag-watchdog-${resourceToken}'
 }
 
 // Resource id: /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}
@@ -340,6 +351,22 @@ module functionApp 'modules/functionapp.bicep' = {
   ]
 }
 
+// The alert outside the app: fires when no tick has succeeded for three schedule periods, read
+// from the app's telemetry, so it works when the app itself is dead.
+module watchdog 'modules/watchdog.bicep' = {
+  name: 'watchdog'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    ruleName: names.watchdogRule
+    actionGroupName: names.watchdogActionGroup
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
+    scheduleMinutes: monitorScheduleMinutes
+    email: watchdogEmail
+  }
+}
+
 // Optional: this subscription's Activity Log -> the workspace the monitor reads.
 // With the optional MFA audit policy assignments below, the only subscription-scope resources
 // besides the resource group.
@@ -393,3 +420,4 @@ output FUNCTION_APP_NAME string = functionApp.outputs.name
 output HISTORY_PAGE_URL string = functionApp.outputs.historyPageUrl
 output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output KEY_VAULT_NAME string = keyVault.outputs.name
+output WATCHDOG_RULE_NAME string = watchdog.outputs.ruleName

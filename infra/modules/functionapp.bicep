@@ -58,7 +58,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: On-call opens the history page from Teams cards in a browser; every HTTP route requires a function key (AuthLevel.FUNCTION).
   // checkov:skip=CKV_AZURE_17: Client certificates cannot be presented by the browsers that open the history page; HTTP routes require a function key.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero by design; the timer catches up missed ticks through the watermark.
-  // checkov:skip=CKV_AZURE_213: No anonymous route exists to probe (all HTTP routes need a key); liveness is watched through App Insights and the monitor's own silence alerts.
+  // checkov:skip=CKV_AZURE_213: No anonymous route exists to probe (all HTTP routes need a key); liveness is watched from outside the app by the watchdog alert rule (watchdog.bicep), which alerts when no tick succeeds.
   name: name
   location: location
   // azd finds the deployment target by this tag (service name in azure.yaml).

@@ -41,6 +41,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 output logAnalyticsId string = logAnalytics.id
+output logAnalyticsName string = logAnalytics.name
 output appInsightsName string = appInsights.name
 // Not a secret once local auth is disabled: the key inside only names the destination.
 output appInsightsConnectionString string = appInsights.properties.ConnectionString

@@ -21,6 +21,7 @@ INFRA = REPO / "infra"
 
 # Built-in role definition ids (the same in every Azure cloud), by role name.
 ROLE_IDS = {
+    "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
     "Log Analytics Reader": "73c42c96-874c-492b-b04d-ab87d138a893",
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",

@@ -40,6 +40,8 @@ FUNCTIONAPP = "modules/functionapp.bicep"
 MONITORING = "modules/monitoring.bicep"
 RBAC = "modules/rbac.bicep"
 WORKSPACE_READER = "modules/workspace-reader.bicep"
+WATCHDOG = "modules/watchdog.bicep"
+WATCHDOG_READER = "modules/watchdog-reader.bicep"
 TENANT = "tenant/main.bicep"
 
 
@@ -189,7 +191,9 @@ def test_main_outputs() -> None:
         "HISTORY_PAGE_URL",
         "MANAGED_IDENTITY_PRINCIPAL_ID",
         "KEY_VAULT_NAME",
+        "WATCHDOG_RULE_NAME",
     }
+    assert accessor_chain(outputs["WATCHDOG_RULE_NAME"]["value"]) == ["watchdog", "outputs", "ruleName"]
     history = template(FUNCTIONAPP)["outputs"]["historyPageUrl"]["value"]
     assert history == "https://${site.properties.defaultHostName}/api/alerts"
 
@@ -358,6 +362,161 @@ def test_app_insights_accepts_entra_tokens_only() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Watchdog: the alert outside the app (what its query counts: test_watchdog_query.py)
+# --------------------------------------------------------------------------------------------
+
+# Window lengths, in minutes, that a log search alert accepts (the service lists them when it
+# rejects another; the ARM schema only says "duration").
+ALERT_WINDOW_MINUTES = {5, 10, 15, 30, 45, 60, 120, 180, 240, 300, 360, 1440, 2880}
+EMPTY_EMAIL = {"function": {"type": "empty", "parameters": {"item_to_test": "email"}}}
+
+
+def watchdog_rule() -> dict:
+    return body(only(resources_of_type(WATCHDOG, "Microsoft.Insights/scheduledQueryRules")))
+
+
+def int_bounds(param: dict) -> tuple[int, int]:
+    decorators = {d["type"]: d.get("argument") for d in param["decorators"]}
+    return decorators["min_value"], decorators["max_value"]
+
+
+def watchdog_window(schedule_minutes: int) -> int:
+    """windowMinutes of watchdog.bicep for one schedule period, computed from its AST, which
+    must read `first(filter(CHOICES, m => m >= FACTOR * scheduleMinutes))`."""
+    first = template(WATCHDOG)["variables"]["windowMinutes"]["value"]["function"]
+    assert first["type"] == "first"
+    chosen = first["parameters"]["arg_1"]["function"]
+    assert chosen["type"] == "filter"
+    lam = chosen["parameters"]["expression"]
+    assert lam["type"] == "lambda_expression"
+    compare = lam["detail"]["expression"]["operator"]
+    assert compare["type"] == "greater_than_or_equals"
+    assert compare["operands"]["operand_1"] == lam["detail"]["var_1"]
+    product = compare["operands"]["operand_2"]["operator"]
+    assert product["type"] == "multiply"
+    assert product["operands"]["operand_2"] == "scheduleMinutes"
+    factor = product["operands"]["operand_1"]
+    fits = [m for m in chosen["parameters"]["input_array"] if m >= factor * schedule_minutes]
+    assert fits, f"no window for a {schedule_minutes}-minute schedule (Bicep: first([]) is null)"
+    return fits[0]
+
+
+def test_watchdog_is_wired_to_the_app_telemetry() -> None:
+    module = template(MAIN)["modules"]["watchdog"]
+    assert module["detail"]["path"] == WATCHDOG
+    config = body(module)
+    assert config["scope"] == "rg"
+    params = config["params"]
+    assert accessor_chain(params["logAnalyticsName"]) == ["monitoring", "outputs", "logAnalyticsName"]
+    output = template(MONITORING)["outputs"]["logAnalyticsName"]["value"]
+    assert accessor_chain(output) == ["logAnalytics", "name"]
+    workspace = template(MONITORING)["resources"]["logAnalytics"]
+    assert workspace["type"] == "Microsoft.OperationalInsights/workspaces"
+    assert params["scheduleMinutes"] == "monitorScheduleMinutes"
+    assert params["email"] == "watchdogEmail"
+
+
+def test_watchdog_rule_queries_the_telemetry_workspace() -> None:
+    resource = only(resources_of_type(WATCHDOG, "Microsoft.Insights/scheduledQueryRules"))
+    assert resource["api_version"] == "2023-12-01"  # the current stable version
+    rule = body(resource)
+    assert rule["kind"] == "LogAlert"
+    (scope,) = rule["properties"]["scopes"]
+    assert accessor_chain(scope) == ["workspace", "id"]
+    workspace = template(WATCHDOG)["resources"]["workspace"]
+    assert workspace["existing"] is True
+    assert workspace["type"] == "Microsoft.OperationalInsights/workspaces"
+    assert body(workspace)["name"] == "logAnalyticsName"
+    assert rule["properties"]["criteria"]["allOf"][0]["query"] == "successfulTicks"
+
+
+def test_watchdog_rule_fires_on_fewer_than_one_successful_tick() -> None:
+    props = watchdog_rule()["properties"]
+    (criterion,) = props["criteria"]["allOf"]
+    assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == (
+        "Count",
+        "LessThan",
+        1,
+    )
+    # Without dimensions or a measure column an empty result counts as 0 and fires; with a
+    # dimension, no rows would be no series at all, and silence would never alert.
+    assert not {"dimensions", "metricMeasureColumn", "resourceIdColumn"} & set(criterion)
+    assert criterion["failingPeriods"] == {"numberOfEvaluationPeriods": 1, "minFailingPeriodsToAlert": 1}
+    assert props["enabled"] is True
+    assert props["severity"] == 1
+    # Stateful: resolves itself once ticks succeed again. Muting actions is invalid with it, and
+    # an override would query another range than the window.
+    assert props["autoMitigate"] is True
+    assert not {"muteActionsDuration", "overrideQueryTimeRange"} & set(props)
+
+
+def test_watchdog_window_is_three_schedule_periods() -> None:
+    low, high = int_bounds(template(WATCHDOG)["parameters"]["scheduleMinutes"])
+    assert (low, high) == int_bounds(template(MAIN)["parameters"]["monitorScheduleMinutes"]) == (1, 15)
+    for period in range(low, high + 1):
+        window = watchdog_window(period)
+        assert window in ALERT_WINDOW_MINUTES, period
+        assert window >= 3 * period, period
+        # the shortest accepted window that holds three periods
+        assert not [m for m in ALERT_WINDOW_MINUTES if 3 * period <= m < window], period
+    assert [watchdog_window(p) for p in (5, 10, 15)] == [15, 30, 45]
+
+    props = watchdog_rule()["properties"]
+    assert interpolated(props["windowSize"]) == ["windowMinutes"]
+    assert props["windowSize"] == "PT${windowMinutes}M"
+    assert props["evaluationFrequency"] == "PT${evaluationMinutes}M"
+    evaluation = template(WATCHDOG)["variables"]["evaluationMinutes"]["value"]
+    # An accepted frequency, never longer than the shortest window.
+    assert evaluation == 5 <= watchdog_window(low)
+
+
+def test_schedule_minutes_default_matches_the_default_schedule() -> None:
+    params = template(MAIN)["parameters"]
+    seconds, minutes, *_ = params["monitorSchedule"]["default"].split()
+    assert (seconds, minutes) == ("0", f"*/{params['monitorScheduleMinutes']['default']}")
+    assert azd_substituted()["monitorScheduleMinutes"]["value"] == params["monitorScheduleMinutes"]["default"]
+
+
+def test_watchdog_rule_queries_as_its_own_identity_with_read_access() -> None:
+    # App Insights and its workspace take no keys; a rule without an identity would run with the
+    # rights of whoever last edited it.
+    assert watchdog_rule()["identity"] == {"type": "SystemAssigned"}
+    module = template(WATCHDOG)["modules"]["ruleReader"]
+    assert module["detail"]["path"] == "watchdog-reader.bicep"
+    params = body(module)["params"]
+    assert accessor_chain(params["principalId"]) == ["rule", "identity", "principalId"]
+    assert accessor_chain(params["workspaceName"]) == ["workspace", "name"]
+    workspace = template(WATCHDOG_READER)["resources"]["workspace"]
+    assert workspace["existing"] is True
+    assert body(workspace)["name"] == "workspaceName"
+    # Role, scope and name: test_role_assignment_role_scope_and_name.
+
+
+def test_watchdog_emails_the_given_address_or_nobody() -> None:
+    ((name, resource),) = resources_of_type(WATCHDOG, "Microsoft.Insights/actionGroups").items()
+    condition = resource["config"]["condition"]["operator"]
+    assert condition == {"type": "not", "operands": {"bool_value": EMPTY_EMAIL}}
+    group = body(resource)
+    assert group["location"] == "Global"
+    assert group["properties"]["enabled"] is True
+    assert len(group["properties"]["groupShortName"]) <= 12  # the service's limit
+    (receiver,) = group["properties"]["emailReceivers"]
+    assert receiver["emailAddress"] == "email"
+    assert receiver["useCommonAlertSchema"] is True
+
+    choice = watchdog_rule()["properties"]["actions"]["actionGroups"]["operator"]
+    assert choice["type"] == "conditional"
+    assert choice["operands"]["condition"] == EMPTY_EMAIL
+    assert choice["operands"]["true_value"] == []
+    (group_id,) = choice["operands"]["false_value"]
+    assert accessor_chain(group_id) == [name, "id"]
+
+    param = template(MAIN)["parameters"]["watchdogEmail"]
+    assert (param["type"], param["default"]) == ("string", "")
+    assert "watchdogEmail" not in secure_params(MAIN)  # an address, not a secret: it shows in azd's .env
+
+
+# --------------------------------------------------------------------------------------------
 # Role assignments: the exact set, each on the narrowest scope, deterministic names
 # --------------------------------------------------------------------------------------------
 
@@ -392,6 +551,12 @@ EXPECTED_ROLE_ASSIGNMENTS = {
         "Monitoring Metrics Publisher",
         "appInsights",
         "Microsoft.Insights/components",
+    ),
+    # The watchdog alert rule's own identity, not the app's (test_watchdog_rule_identity_reads_...).
+    (WATCHDOG_READER, "ruleReader"): (
+        "Reader",
+        "workspace",
+        "Microsoft.OperationalInsights/workspaces",
     ),
 }
 
@@ -459,7 +624,8 @@ def test_role_assignment_role_scope_and_name(key) -> None:
         == role
     )
 
-    # Always the app's identity, typed so ARM does not wait for Entra replication.
+    # Always the module's principalId parameter (the app's identity; in watchdog-reader.bicep the
+    # watchdog rule's), typed so ARM does not wait for Entra replication.
     assert assignment["properties"]["principalId"] == "principalId"
     assert assignment["properties"]["principalType"] == "ServicePrincipal"
 
