@@ -86,7 +86,7 @@ def _ticks(s: dict[str, Any]) -> str:
 
 
 def _status(s: dict[str, Any]) -> str:
-    return "**known bug**" if s["status"] == "known bug" else "pass"
+    return {"pass": "pass", "known bug": "**known bug**"}.get(s["status"], "**FAILED**")
 
 
 def _row(s: dict[str, Any]) -> str:
@@ -113,8 +113,9 @@ def _sum(rows: list[dict[str, Any]], key: str) -> int:
 
 def render(data: dict[str, Any]) -> str:
     scenarios: list[dict[str, Any]] = data["scenarios"]
-    passing = [s for s in scenarios if s["status"] != "known bug"]
+    passing = [s for s in scenarios if s["status"] == "pass"]
     bugs = [s for s in scenarios if s["status"] == "known bug"]
+    failed = [s for s in scenarios if s["status"] not in ("pass", "known bug")]
     fuzz = data.get("fuzz") or {}
     rows_fuzzed = fuzz.get("rows") if isinstance(fuzz, dict) else None
     slowest = max(
@@ -134,7 +135,9 @@ def render(data: dict[str, Any]) -> str:
         "",
         "## Summary",
         "",
-        f"- Scenarios run: **{len(scenarios)}** ({len(bugs)} of them pin a known bug, see below)",
+        f"- Scenarios run: **{len(scenarios)}**: {len(passing)} passed, **{len(failed)} failed**"
+        + (f" ({', '.join(s['scenario'] for s in failed)})" if failed else "")
+        + f", {len(bugs)} pin a known bug (see below)",
         f"- Faults injected: **{_sum(scenarios, 'faults')}**",
         f"- Log rows ingested: **{_sum(scenarios, 'rows'):,}**; rows fuzzed: "
         + (
@@ -150,7 +153,7 @@ def render(data: dict[str, Any]) -> str:
         "| accepted, never shown |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for label, subset in (("passing scenarios", passing), ("known bugs", bugs)):
+    for label, subset in (("passing scenarios", passing), ("failed scenarios", failed), ("known bugs", bugs)):
         if not subset:
             continue
         out.append(

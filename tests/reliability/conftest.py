@@ -20,6 +20,7 @@ from tests.reliability.harness import FULL_RUN, Figures, World
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS: list[dict] = []
+OUTCOMES = pytest.StashKey[dict[str, pytest.TestReport]]()
 _started = time.monotonic()
 
 
@@ -37,6 +38,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if full:
         config.hook.pytest_deselected(items=full)
         items[:] = [item for item in items if not item.get_closest_marker("reliability_full")]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    """Keep each phase's outcome on the test, so `record` reports what pytest decided."""
+    report = yield
+    item.stash.setdefault(OUTCOMES, {})[report.when] = report
+    return report
+
+
+def outcome(node: pytest.Item) -> str:
+    """ "pass", "fail" or "known bug" (a strict xfail that failed as expected), as pytest ruled."""
+    reports = node.stash.get(OUTCOMES, {})
+    if any(r.failed for r in reports.values()):
+        return "fail"
+    call = reports.get("call")
+    if call is not None and hasattr(call, "wasxfail"):
+        return "known bug"
+    return "pass" if call is not None and call.passed else "fail"
 
 
 def results_path() -> Path:
@@ -75,10 +95,11 @@ def record(request: pytest.FixtureRequest) -> Iterator[Callable[[World | Figures
 
     yield keep
     marker = request.node.get_closest_marker("xfail")
+    status = outcome(request.node)  # the call phase is over: its asserts have run
     for figures in kept:
         figures.seconds = round(time.monotonic() - started, 1)
-        if marker is not None:
-            figures.status = "known bug"
+        figures.status = status
+        if status == "known bug" and marker is not None:
             figures.known_bug = str(marker.kwargs.get("reason", ""))
         RESULTS.append({**figures.as_dict(), "test": request.node.nodeid})
 
