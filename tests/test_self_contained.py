@@ -1,7 +1,7 @@
 """The repository is all a user gets: nothing it runs may read a file beside it.
 
 Two halves. The first reads every tracked file for a path that climbs out of the repository (the
-sibling `shared/` folder the project was written next to, or a `parents[N]` / `REPO.parent` that
+sibling `shared` folder the project was written next to, or a `parents[N]` / `REPO.parent` that
 goes above the top). The second copies the tracked files into an empty folder, as a clone would
 be, and runs replay there; then takes the schema or the real exports away and checks that replay,
 the devstack and the demo each stop with exit 2 and a message naming the file and the fix.
