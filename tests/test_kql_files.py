@@ -49,9 +49,9 @@ def node() -> str:
     return node_bin
 
 
-def run_checker(node_bin: str, *paths: Path) -> CheckRun:
+def run_checker(node_bin: str, *paths: Path, schema: Path = TABLES_JSON) -> CheckRun:
     proc = subprocess.run(
-        [node_bin, str(CHECKER), "--schema", str(TABLES_JSON), "--json", *map(str, paths)],
+        [node_bin, str(CHECKER), "--schema", str(schema), "--json", *map(str, paths)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import duckdb_kql
 import pytest
 
 from monitors.tick import TickReport
+from tests.test_kql_files import run_checker
 
 from .bicep_ast import REPO, template
 
@@ -87,16 +87,7 @@ def language_service_report(tmp_path_factory: pytest.TempPathFactory) -> dict[st
     schema.write_text(json.dumps({"AppTraces": [list(column) for column in APPTRACES]}))
     (root / "watchdog.kql").write_text(QUERY)
     (root / "misspelt.kql").write_text(QUERY.replace("parse_json(Message)", "parse_json(Messages)"))
-    proc = subprocess.run(
-        [node, str(CHECKER), "--schema", str(schema), "--json", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if proc.returncode not in (0, 1):
-        pytest.fail(f"kqlcheck could not run (exit {proc.returncode}):\n{proc.stderr}{proc.stdout}")
-    report = json.loads(proc.stdout)
+    report = run_checker(node, root, schema=schema).report
     return {Path(entry["file"]).name: entry["diagnostics"] for entry in report["files"]}
 
 
