@@ -25,7 +25,6 @@ from tests.test_kql_files import run_checker
 from .bicep_ast import REPO, template
 
 QUERY = template("modules/watchdog.bicep")["variables"]["successfulTicks"]["value"]
-CHECKER = REPO / "tools" / "kqlcheck.mjs"
 
 # AppTraces columns and their KQL types, from Microsoft's Azure Monitor table reference
 # (learn.microsoft.com/azure/azure-monitor/reference/tables/apptraces; public repository
