@@ -43,6 +43,7 @@ class OutboxEntry:
     last_error: str | None
     etag: str | None
     waiver: str | None = None  # which waiver covered it (status "waived"), as history shows it
+    delivered_to: tuple[str, ...] = ()  # webhooks that have it: a re-route never posts to them again
 
 
 class AlertState:
@@ -115,6 +116,7 @@ class AlertState:
                 last_error=entity.get("LastError") or None,
                 etag=entity["etag"],
                 waiver=entity.get("Waiver") or None,
+                delivered_to=tuple(json.loads(entity.get("DeliveredTo") or "[]")),
             )
 
     def commit(
@@ -153,6 +155,14 @@ class AlertState:
         delivery step reads the whole outbox."""
         self.store.delete_many(OUTBOX, ((OUTBOX_PARTITION, e.alert.alert_id) for e in entries))
 
+    def close(self, entry: OutboxEntry, delivery: str, reason: str, now: datetime) -> None:
+        """An alert no configured webhook still waits for leaves the outbox; its history says why
+        (`delivery`: "delivered" when some webhook has it, else "undeliverable")."""
+        self.store.delete(OUTBOX, OUTBOX_PARTITION, entry.alert.alert_id)
+        self.history.record_delivery(
+            entry.alert.alert_id, delivery=delivery, attempts=entry.attempts, error=reason, now=now
+        )
+
     def record_attempt(
         self,
         entry: OutboxEntry,
@@ -166,6 +176,7 @@ class AlertState:
             **{
                 **_fields(entry),
                 "pending_targets": remaining,
+                "delivered_to": entry.delivered_to + delivered,
                 "attempts": entry.attempts + 1,
                 "next_attempt_at": next_at,
                 "last_error": error,
@@ -199,6 +210,7 @@ class AlertState:
             "NextAttemptAt": entry.next_attempt_at,
             "LastError": entry.last_error or "",
             "Waiver": entry.waiver or "",
+            "DeliveredTo": json.dumps(list(entry.delivered_to)),
             **pack(alerts.to_json(entry.alert)),
         }
 

@@ -25,6 +25,7 @@ from monitors import alerts, blindness, cards, watermark
 from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StateStore
 from monitors.adapters.teams import PostResult, TeamsPoster
+from monitors.detections import DETECTIONS
 from monitors.detections.base import Detection, detection_context
 from monitors.lease import Lease, LeaseLost
 from monitors.model import Alert, Finding, Severity
@@ -94,6 +95,7 @@ class TickReport:
     retried: int = 0
     delivery_failures: int = 0
     deferred: int = 0  # due alerts tried before and not now: every webhook they go to refused this tick
+    undeliverable: int = 0  # alerts no configured webhook takes any more: history says why
     reminders_sent: int = 0  # waiver expiry reminders that reached every channel they go to
     reminder_failures: int = 0
     query_errors: list[str] = field(default_factory=list)
@@ -136,7 +138,7 @@ def _run_steps(
     services = replace(services, logs=_Budgeted(services.logs, time.monotonic() + services.budget.detect_s))
     throttled: set[str] = set()  # webhooks that said 429/5xx/unreachable: not again this tick
 
-    report.recovered = _recover(state, detections, now, late)
+    report.recovered = _recover(state, now, late)
     try:
         latest = watermark.latest_ingestion(services.logs, now, late)
     except QueryFailed as error:  # every window holds still: part of the monitor is blind
@@ -147,7 +149,7 @@ def _run_steps(
     for detection in critical:
         _detect(services, state, detection, now, late, latest, report, lease)
     if report.alerts_stored:  # on-call hears of them before the slower queries run
-        _deliver(services, state, detections, now, report, throttled)
+        _deliver(services, state, now, report, throttled)
     for detection in (d for d in detections if d not in critical):
         lease.keep()
         _detect(services, state, detection, now, late, latest, report, lease)
@@ -163,7 +165,7 @@ def _run_steps(
 
     lease.keep()
     started = time.perf_counter()
-    _deliver(services, state, detections, now, report, throttled)
+    _deliver(services, state, now, report, throttled)
     _remind(services, detections, now, report, throttled)
     report.durations_s["deliver"] = round(time.perf_counter() - started, 3)
 
@@ -181,9 +183,9 @@ class _Budgeted:
         return self.logs.query(kql, start, end)
 
 
-def _recover(state: AlertState, detections: Sequence[Detection], now: datetime, late: timedelta) -> int:
+def _recover(state: AlertState, now: datetime, late: timedelta) -> int:
     """Finish alerts a crashed tick stored but did not commit, before anything reads the memory."""
-    dedupe = {d.id: d.dedupe for d in detections}
+    dedupe = {d.id: d.dedupe for d in DETECTIONS}  # also of a detection switched off since
     by_dedupe: dict[str, list[OutboxEntry]] = {}
     for entry in state.outbox(uncommitted_only=True):
         by_dedupe.setdefault(dedupe.get(entry.alert.finding.detection, "event"), []).append(entry)
@@ -244,10 +246,22 @@ def _targets(alert: Alert, webhooks: Sequence[Webhook]) -> tuple[str, ...]:
     return tuple(w.name for w in webhooks if alert.finding.severity.at_least(w.min_severity))
 
 
+def _route(entry: OutboxEntry, webhooks: Sequence[Webhook]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(where the entry goes now, the webhooks it waited for that are no longer configured). An
+    alert stored for a webhook since renamed or removed goes to today's webhooks for its severity
+    that do not have it yet, never nowhere: it would wait in the outbox for ever."""
+    configured = {w.name for w in webhooks}
+    kept = tuple(t for t in entry.pending_targets if t in configured)
+    vanished = tuple(t for t in entry.pending_targets if t not in configured)
+    if not vanished:
+        return kept, ()
+    added = tuple(t for t in _targets(entry.alert, webhooks) if t not in kept and t not in entry.delivered_to)
+    return kept + added, vanished
+
+
 def _deliver(
     services: Services,
     state: AlertState,
-    detections: Sequence[Detection],
     now: datetime,
     report: TickReport,
     throttled: set[str],
@@ -262,7 +276,8 @@ def _deliver(
     waiting = [e for e in pending if e.next_attempt_at > now]
     if waiting and not due:
         due, waiting = waiting[:1], waiting[1:]  # a probe: one card per tick tells us Teams is back
-    post = _Poster(services, {d.id: d for d in detections}, now, report, throttled)
+    # Every detection's card, also of one switched off since its alert was stored.
+    post = _Poster(services, {d.id: d for d in DETECTIONS}, now, report, throttled)
     deadline = time.monotonic() + DELIVERY_BUDGET_S
     for entry in due:
         if time.monotonic() > deadline:
@@ -289,8 +304,14 @@ class _Poster:
     def __call__(self, state: AlertState, entry: OutboxEntry) -> None:
         settings = self.services.settings
         detection = self.detections.get(entry.alert.finding.detection)
-        if detection is None:
-            return  # a detection switched off since; its alert stays in the outbox and history
+        targets, vanished = _route(entry, settings.webhooks)
+        if detection is None or not targets:
+            self._close(state, entry, detection, vanished)
+            return
+        if vanished:  # the settings changed since the alert was stored: today's webhooks take it
+            log.warning("alert %s: %s no longer configured; re-routed to %s", entry.alert.alert_id,
+                        ", ".join(vanished), ", ".join(targets))  # fmt: skip
+            entry = replace(entry, pending_targets=targets)
         if entry.attempts and self.throttled.issuperset(entry.pending_targets):
             # Every webhook it goes to refused a card this tick, and its history already says why
             # it waits: no attempt, nothing to record. A record is six requests; a backlog of
@@ -302,10 +323,7 @@ class _Poster:
         webhooks = {w.name: w for w in settings.webhooks}
         delivered, errors, retry_after = [], [], None
         for name in entry.pending_targets:
-            webhook = webhooks.get(name)
-            if webhook is None:
-                errors.append(f"{name}: no longer configured")
-                continue
+            webhook = webhooks[name]
             if name in self.throttled:
                 errors.append(f"{name}: deferred, the webhook refused an earlier message this tick")
                 continue
@@ -331,6 +349,24 @@ class _Poster:
             self.report.retried += 1
         if errors:
             self.report.delivery_failures += 1
+
+    def _close(
+        self, state: AlertState, entry: OutboxEntry, detection: Detection | None, vanished: tuple[str, ...]
+    ) -> None:
+        """Nothing configured will take the alert any more: it leaves the outbox, its history says why."""
+        if detection is None:
+            reason = f"its detection {entry.alert.finding.detection!r} no longer exists"
+        else:
+            reason = f"no configured webhook takes {entry.alert.finding.severity.value} alerts any more"
+        reason += f" ({', '.join(vanished)} removed)" if vanished else ""
+        if entry.delivered_to:  # one channel has it; the rest are gone
+            state.close(
+                entry, "delivered", f"delivered to {', '.join(entry.delivered_to)}; {reason}", self.now
+            )
+            return
+        state.close(entry, "undeliverable", f"undeliverable: {reason}", self.now)
+        self.report.undeliverable += 1
+        log.error("alert %s is undeliverable: %s", entry.alert.alert_id, reason)
 
 
 def _remind(

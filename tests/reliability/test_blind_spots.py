@@ -7,6 +7,8 @@
 - A crashed tick whose clock ran ahead: its lease, with a far-future expiry, made every later
   tick stand back.
 - A tick that stalled past its lease: it still stored the alerts its successor had stored.
+- Settings changed while alerts waited for Teams (a webhook renamed or removed, a detection
+  switched off): those alerts waited in the outbox for ever, retried as "no longer configured".
 
 Each scenario asserts that its fault fired at the step it names, then that every break-glass
 event (or a health alert naming the fault) reached the Teams sink within the bound stated here.
@@ -26,8 +28,10 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import Devstack
+from monitors.bootstrap import build_services
 from monitors.lease import TTL, Lease
 from monitors.model import Finding
+from monitors.settings import load_settings
 from monitors.tick import TickBudget, TickReport
 from tests.reliability.harness import TICK, Figures, World, start_time
 
@@ -193,3 +197,81 @@ def test_a_tick_that_stalls_past_its_lease_stores_nothing_its_successor_stored(
     world.drain(now + TTL + TICK)
     record(world)
     world.assert_invariants()
+
+
+# --- settings changed while alerts wait for Teams
+
+
+def reconfigure(world: World, **changes: str) -> None:
+    """The app restarted with changed settings (an empty value removes the setting)."""
+    world.env = {name: value for name, value in {**world.env, **changes}.items() if value}
+    world.settings = load_settings(world.env)
+    world.services = build_services(world.settings)
+
+
+def test_alerts_for_a_renamed_webhook_go_to_its_new_name(devstack: Devstack, record: Record) -> None:
+    """The security channel's webhook moves from _2 to _3 while its alerts wait. Bound: the first
+    tick after the change."""
+    security = devstack.teams.webhook_url("security")
+    world = World(devstack, "webhook renamed (_2 to _3) while alerts wait", "Settings changed",
+                  TEAMS_WEBHOOK_URL_2=security, TEAMS_WEBHOOK_MIN_SEVERITY_2="critical")  # fmt: skip
+    world.figures.fault_kinds = ["webhook renamed"]
+    now = start_time()
+    world.standard(now)
+    devstack.teams.set_fault("500", name="security")
+    world.tick(now)
+    waiting = [row for row in world.outbox() if "teams_2" in row["PendingTargets"]]
+    assert len(waiting) == 2, world.outbox()  # the fault fired: both break-glass alerts wait for _2
+    devstack.teams.clear_faults()
+    reconfigure(world, TEAMS_WEBHOOK_URL_2="", TEAMS_WEBHOOK_MIN_SEVERITY_2="",
+                TEAMS_WEBHOOK_URL_3=security, TEAMS_WEBHOOK_MIN_SEVERITY_3="critical")  # fmt: skip
+    world.figures.faults = 1
+    world.tick(now + TICK)
+    assert not world.outbox()
+    security_cards = [json.dumps(m["card"]) for m in devstack.teams.messages("security")]
+    assert len(security_cards) == 2
+    assert all(sum(row["RowKey"] in card for card in security_cards) == 1 for row in waiting)
+    record(world)
+    world.assert_invariants()
+
+
+def test_alerts_of_a_detection_switched_off_are_still_delivered(devstack: Devstack, record: Record) -> None:
+    """Bound: the first tick after Teams is back."""
+    world = World(devstack, "detection switched off while its alerts wait", "Settings changed")
+    world.figures.fault_kinds = ["detection switched off"]
+    now = start_time()
+    world.standard(now)
+    devstack.teams.set_fault("500")
+    world.tick(now)
+    waiting = [row for row in world.history() if row["Delivery"] != "delivered"]
+    assert {row["Detection"] for row in waiting} >= {"user-arm-write"}  # the fault fired
+    devstack.teams.clear_faults()
+    reconfigure(world, DISABLED_DETECTIONS="user-arm-write")
+    world.figures.faults = 1
+    world.drain(now)
+    record(world)
+    world.assert_invariants()
+
+
+def test_an_alert_no_webhook_takes_any_more_is_marked_undeliverable(devstack: Devstack) -> None:
+    """The only channel for high alerts is removed while they wait: they leave the outbox, and the
+    history says why (first tick after the change). The break-glass alerts, which the remaining
+    channel has, count as delivered."""
+    world = World(devstack, "only webhook for its severity removed", "Settings changed",
+                  TEAMS_WEBHOOK_MIN_SEVERITY="critical",
+                  TEAMS_WEBHOOK_URL_2=devstack.teams.webhook_url("platform"))  # fmt: skip
+    now = start_time()
+    world.standard(now)
+    devstack.teams.set_fault("500", name="platform")
+    world.tick(now)
+    assert len(world.outbox()) == 4  # the fault fired: all four wait for _2 (break-glass is in _1 too)
+    reconfigure(world, TEAMS_WEBHOOK_URL_2="")
+    report = world.tick(now + TICK)
+    assert report is not None
+    assert report.undeliverable == 2
+    assert not world.outbox()
+    users = [row for row in world.history() if row["Detection"] == "user-arm-write"]
+    assert [row["Delivery"] for row in users] == ["undeliverable"] * 2
+    assert all("teams_2 removed" in row["LastDeliveryError"] for row in users)
+    break_glass = [row for row in world.history() if row["Detection"] == "break-glass-use"]
+    assert [row["Delivery"] for row in break_glass] == ["delivered"] * 2  # teams_1 has them
