@@ -33,7 +33,9 @@ class LocalLogsReader:
                 f"the query engine refused the query: {error.message} {inner}".strip()
             ) from error
         if "error" in response:
-            raise QueryIncomplete(f"partial result: {response['error'].get('message')}")
+            raise QueryIncomplete(
+                f"partial result: {response['error'].get('message')}", len(response["tables"][0]["rows"])
+            )
         table = response["tables"][0]
         names = [column["name"] for column in table["columns"]]
         return [dict(zip(names, row, strict=True)) for row in table["rows"]]

@@ -21,7 +21,7 @@ from monitors.adapters.table_store import StateStore
 from monitors.detections import source_silent
 from monitors.detections.base import Detection
 from monitors.history_store import StatusConflict
-from monitors.model import Alert
+from monitors.model import Alert, Finding
 from monitors.settings import Settings
 from monitors.state import AlertState, new_entry
 
@@ -63,15 +63,26 @@ def watch_queries(
     stored: list[str] = []
     if failures >= settings.source_silent_failed_ticks:
         finding = source_silent.query_failure_finding(settings.workspace_id, since, failures, errors, now)
-        if not state.known_principals(source_silent.ID, [finding.principal.key]):
-            entries = [new_entry(alert, targets(alert), now) for alert in alerts.make_alerts([finding], now)]
-            state.enqueue(entries)
-            state.commit(entries, "principal", (since, now))
-            stored += [entry.alert.alert_id for entry in entries]
-            record["AlertId"] = entries[-1].alert.alert_id
+        stored = store_episodes(state, [finding], targets, now)
+        if stored:
+            record["AlertId"] = stored[-1]
             log.error("%s: queries failed %d ticks in a row; alerted", source_silent.ID, failures)
     store.replace(TABLE, record, None)
     return stored
+
+
+def store_episodes(
+    state: AlertState, findings: Sequence[Finding], targets: Callable[[Alert], tuple[str, ...]], now: datetime
+) -> list[str]:
+    """Store the source-silent findings whose episode has no alert yet; return their alert ids."""
+    known = state.known_principals(source_silent.ID, [f.principal.key for f in findings])
+    new = [f for f in findings if f.principal.key not in known]
+    if not new:
+        return []
+    entries = [new_entry(alert, targets(alert), now) for alert in alerts.make_alerts(new, now)]
+    state.enqueue(entries)
+    state.commit(entries, "principal", (min(f.first_time for f in new), now))
+    return [entry.alert.alert_id for entry in entries]
 
 
 def _recovered(store: StateStore, state: AlertState, workspace_id: str, entity: dict, now: datetime) -> None:

@@ -22,6 +22,10 @@ log = logging.getLogger("monitors.pipeline")
 MAX_REASONS = 5
 # Log Analytics cuts a result at 500,000 rows (or ~64-100 MB). Well before that, or when the
 # service says the result is partial, the window is halved and each half queried on its own.
+# A second that still does not fit (a password spray, huge user agents) is left unread and
+# returned as such: the tick alerts on it and moves on, so one dense second can never hold a
+# watermark, and every event after it, back. A partial answer with no rows at all is the
+# service failing, whatever the window: that stays a failed query (the watermark holds).
 SPLIT_AT_ROWS = 250_000
 MIN_WINDOW = timedelta(seconds=1)
 
@@ -33,6 +37,16 @@ class DetectionRun:
     skipped: int
     skip_reasons: tuple[str, ...]
     findings: tuple[Finding, ...]
+    unread: tuple[Unread, ...] = ()  # seconds too dense for one result: alerted, not read
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unread:
+    """An ingestion-time window of at most MIN_WINDOW whose rows do not fit in one result."""
+
+    start: datetime  # exclusive
+    end: datetime
+    reason: str
 
 
 def query_values(window: Window, context: Context) -> dict[str, object]:
@@ -83,7 +97,8 @@ def run_detection(
     memory: Memory | None = None,
     split_at_rows: int = SPLIT_AT_ROWS,
 ) -> DetectionRun:
-    rows = _fetch(detection, logs, window, context, now, split_at_rows)
+    unread: list[Unread] = []
+    rows = _fetch(detection, logs, window, context, now, split_at_rows, unread)
     observations, reasons = [], []
     for index, row in enumerate(rows):
         try:
@@ -106,6 +121,7 @@ def run_detection(
         skipped=skipped,
         skip_reasons=tuple(reasons),
         findings=tuple(detection.evaluate(observations, context)),
+        unread=tuple(unread),
     )
 
 
@@ -116,8 +132,10 @@ def _fetch(
     context: Context,
     now: datetime,
     split_at_rows: int,
+    unread: list[Unread],
 ) -> list[Any]:
-    """The window's rows; a result that is partial or near the row limit is split by ingestion time."""
+    """The window's rows; a result that is partial or near the row limit is split by ingestion
+    time, down to MIN_WINDOW; a window that small that still does not fit goes to `unread`."""
     values = query_values(window, context)
     query = render_query(detection, values)
     try:
@@ -125,14 +143,19 @@ def _fetch(
         rows = logs.query(query, start=start, end=max(now, window.end) + FUTURE_SKEW)
         if len(rows) < split_at_rows:
             return rows
-        reason = f"{len(rows)} rows"
+        reason, received = f"{len(rows)} rows", len(rows)
     except QueryIncomplete as error:
-        reason = str(error)
+        reason, received = str(error), error.received
     if window.end - window.start <= MIN_WINDOW:
-        raise QueryFailed(
-            f"{detection.id}: even a {MIN_WINDOW.total_seconds():g} s window is too big: {reason}"
-        )
+        if not received:  # an empty partial answer is the service failing, not a dense second
+            raise QueryFailed(
+                f"{detection.id}: even a {MIN_WINDOW.total_seconds():g} s window fails: {reason}"
+            )
+        log.error("%s: %s..%s does not fit in one result, left unread: %s",
+                  detection.id, window.start, window.end, reason)  # fmt: skip
+        unread.append(Unread(start=window.start, end=window.end, reason=reason))
+        return []
     middle = window.start + (window.end - window.start) / 2
     log.info("%s: splitting %s..%s at %s (%s)", detection.id, window.start, window.end, middle, reason)
-    first = _fetch(detection, logs, replace(window, end=middle), context, now, split_at_rows)
-    return first + _fetch(detection, logs, replace(window, start=middle), context, now, split_at_rows)
+    first = _fetch(detection, logs, replace(window, end=middle), context, now, split_at_rows, unread)
+    return first + _fetch(detection, logs, replace(window, start=middle), context, now, split_at_rows, unread)

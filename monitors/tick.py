@@ -25,7 +25,7 @@ from monitors import alerts, blindness, cards, watermark
 from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StateStore
 from monitors.adapters.teams import PostResult, TeamsPoster
-from monitors.detections import DETECTIONS
+from monitors.detections import DETECTIONS, source_silent
 from monitors.detections.base import Detection, detection_context
 from monitors.lease import Lease, LeaseLost
 from monitors.model import Alert, Finding, Severity
@@ -96,6 +96,7 @@ class TickReport:
     delivery_failures: int = 0
     deferred: int = 0  # due alerts tried before and not now: every webhook they go to refused this tick
     undeliverable: int = 0  # alerts no configured webhook takes any more: history says why
+    unread_seconds: int = 0  # ingestion seconds too dense for one result: alerted, not read
     reminders_sent: int = 0  # waiver expiry reminders that reached every channel they go to
     reminder_failures: int = 0
     query_errors: list[str] = field(default_factory=list)
@@ -218,6 +219,17 @@ def _detect(
         return
     report.rows[detection.id] = run.rows
     report.skipped_rows[detection.id] = run.skipped
+    if run.unread:  # seconds too dense to read: alerted as such, so the watermark can move on
+        report.unread_seconds += len(run.unread)
+        lease.confirm()
+        blind = blindness.store_episodes(state, [
+            source_silent.unread_window_finding(
+                settings.workspace_id, detection.id, detection.severity, u.start, u.end, u.reason
+            )
+            for u in run.unread
+        ], lambda alert: _targets(alert, settings.webhooks), now)  # fmt: skip
+        report.alerts_stored += len(blind)
+        report.new_alerts += blind
     report.findings += len(run.findings)
     seen: frozenset[str] | None = None
     entries = []

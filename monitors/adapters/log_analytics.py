@@ -18,6 +18,10 @@ class QueryFailed(Exception):
 class QueryIncomplete(QueryFailed):
     """A partial result (row or size limit, or a timeout): the caller may retry a smaller window."""
 
+    def __init__(self, message: str, received: int) -> None:
+        super().__init__(message)
+        self.received = received  # rows the partial answer held: none means a failure, not a volume
+
 
 class LogsReader(Protocol):
     def query(self, kql: str, start: datetime, end: datetime) -> list[Row]: ...
@@ -48,7 +52,8 @@ class LogAnalyticsReader:
         if result.status == LogsQueryStatus.PARTIAL:
             received = sum(len(t.rows) for t in result.partial_data)
             raise QueryIncomplete(
-                f"Log Analytics returned a partial result ({received} rows): {result.partial_error.message}"
+                f"Log Analytics returned a partial result ({received} rows): {result.partial_error.message}",
+                received,
             )
         table = result.tables[0]
         return [dict(zip(table.columns, row, strict=True)) for row in table.rows]

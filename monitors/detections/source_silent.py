@@ -64,6 +64,11 @@ RUNBOOK = (
     "Queries failing: read the errors below. 403: the monitor's managed identity lost Log Analytics "
     "Reader on the workspace; 404: the workspace id is wrong or the workspace moved; 429/timeouts: "
     "the workspace is overloaded (it recovers by itself; a long episode needs a look).",
+    "A second too dense to read: more matching rows arrived in one second than one query result "
+    "holds (a password spray, very long user agents). The monitor read everything before and after "
+    "it. Read that second by hand: run the detection's query (monitors/detections/<id>.kql) in the "
+    "Logs blade over the ingestion times shown, with `| take 1000` pages. For break-glass-use, treat "
+    "the burst itself as an incident.",
     "A table this tenant does not export on purpose (no P1 licence for non-interactive sign-ins): "
     "set its hours to 0 in SOURCE_SILENCE_HOURS. Source-silent cannot be waived.",
 )
@@ -276,6 +281,32 @@ def query_failure_finding(
         event_ids=(f"workspace|{episode}",),
         first_time=since,
         last_time=now,
+    )
+
+
+def unread_window_finding(
+    workspace_id: str, detection_id: str, severity: Severity, start: datetime, end: datetime, reason: str
+) -> Finding:
+    """Raised by the tick when a detection left a second unread (monitors/pipeline.py, Unread):
+    as severe as the detection itself, since what it could not read may be what it looks for."""
+    span = f"{start.isoformat(timespec='seconds')} to {end.isoformat(timespec='seconds')}"
+    episode = f"{detection_id} unread {span}"
+    principal = Principal(user_id=None, user_principal_name=f"workspace {workspace_id}", episode=episode)
+    return Finding(
+        detection=ID,
+        severity=Severity.CRITICAL if severity is Severity.CRITICAL else Severity.HIGH,
+        principal=principal,
+        headline=f"Monitor blind for one second: {detection_id} could not read the rows ingested then",
+        facts=(
+            ("Workspace", workspace_id),
+            ("Detection", detection_id),
+            ("Rows ingested", f"after {start.isoformat()}, up to {end.isoformat()}"),
+            ("Why", reason[:300]),
+        ),
+        events=(),
+        event_ids=(f"workspace|{episode}",),
+        first_time=start,
+        last_time=end,
     )
 
 

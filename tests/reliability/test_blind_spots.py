@@ -7,6 +7,8 @@
 - A crashed tick whose clock ran ahead: its lease, with a far-future expiry, made every later
   tick stand back.
 - A tick that stalled past its lease: it still stored the alerts its successor had stored.
+- A second too dense for one result (a password spray): the window halved down to one second,
+  then gave up every tick; the watermark never moved, and later break-glass use was never read.
 - Settings changed while alerts waited for Teams (a webhook renamed or removed, a detection
   switched off): those alerts waited in the outbox for ever, retried as "no longer configured".
 
@@ -29,11 +31,12 @@ import pytest
 
 from devstack.stack import Devstack
 from monitors.bootstrap import build_services
+from monitors.detections.break_glass_use import BG_ID, BG_UPN, PASSWORD, sign_in_row
 from monitors.lease import TTL, Lease
 from monitors.model import Finding
 from monitors.settings import load_settings
 from monitors.tick import TickBudget, TickReport
-from tests.reliability.harness import TICK, Figures, World, start_time
+from tests.reliability.harness import TICK, Figures, World, iso, start_time
 
 REPO = Path(__file__).resolve().parents[2]
 Record = Callable[[World | Figures], Figures]
@@ -52,6 +55,7 @@ BUDGET = TickBudget(
 # What the service answers for a query that runs 10 minutes (10 scaled seconds x 30): a 504 at
 # whatever server timeout the request asked for.
 SLOW_QUERY_S = 10.0
+M = timedelta(minutes=1)
 
 
 def source_silent_alerts(world: World) -> list[dict]:
@@ -275,3 +279,43 @@ def test_an_alert_no_webhook_takes_any_more_is_marked_undeliverable(devstack: De
     assert all("teams_2 removed" in row["LastDeliveryError"] for row in users)
     break_glass = [row for row in world.history() if row["Detection"] == "break-glass-use"]
     assert [row["Delivery"] for row in break_glass] == ["delivered"] * 2  # teams_1 has them
+
+
+# --- a second too dense for one result
+
+
+def test_a_dense_second_is_alerted_and_later_break_glass_use_still_is(
+    devstack: Devstack, record: Record
+) -> None:
+    """A password spray against the break-glass account: more failed sign-ins in one ingestion
+    second than a result holds (3 rows here). Bound: the spray's second is a critical alert on the
+    first tick; a genuine sign-in ten minutes later, on the tick that reads it."""
+    world = World(
+        devstack, "dense second: a spray past the result limit, then a real sign-in", "Log Analytics"
+    )
+    world.figures.fault_kinds = ["dense second"]
+    now = start_time()
+    sprayed = now - 8 * M
+    spray = [
+        {**sign_in_row(f"spray-{n}", BG_ID, BG_UPN, "50126", PASSWORD),
+         "TimeGenerated": iso(sprayed - M), "_IngestionTime": iso(sprayed)}
+        for n in range(7)
+    ]  # fmt: skip
+    world.ingest("SigninLogs", spray)  # not expected one by one: the second is alerted as a whole
+    world.break_glass("genuine", now + 9 * M, now + 10 * M)
+    devstack.log_analytics.max_rows = 3
+    try:
+        first = world.tick(now)
+        assert first is not None
+        assert first.unread_seconds >= 1, first  # the fault fired: the spray's second did not fit
+        dense = [
+            row for row in source_silent_alerts(world) if "break-glass-use" in json.dumps(row["payload"])
+        ]
+        assert len(dense) == 1, source_silent_alerts(world)
+        assert dense[0]["Severity"] == "critical"
+        assert world.sink_alert_ids()[dense[0]["RowKey"]], "the dense second is not in Teams"
+        world.ticks(now + TICK, 3)  # the genuine sign-in is ingested at now + 10 min
+    finally:
+        devstack.log_analytics.max_rows = 500_000
+    record(world)
+    world.assert_invariants()
