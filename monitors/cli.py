@@ -1,6 +1,7 @@
 """`python -m monitors ...`: the monitor for people at a terminal.
 
 tick      run one monitoring tick with the app settings in the environment
+status    the monitor's own health: last successful tick, failures, watermark lag, backlog
 replay    run the detections over exported logs, offline, with a fresh empty state
 waivers   accepted exceptions: add, list, revoke, audit
 alerts    the alert history: list, show, ack, resolve
@@ -45,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m monitors", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("tick", help="run one tick against the configured workspace")
+    status = commands.add_parser(
+        "status", help="the monitor's own health (exit 1 when something needs a look)"
+    )
+    status.add_argument("--format", choices=["table", "json"], default="table")
     replay = commands.add_parser("replay", help="run the detections over exported logs (never posts)")
     replay.add_argument("logdir", type=Path, help="folder with <Table>.csv or <Table>.json exports")
     replay.add_argument("--break-glass", action="append", default=[], metavar="ID_OR_UPN",
@@ -56,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "tick":
             return _tick()
+        if args.command == "status":
+            return _status(args.format, sys.stdout)
         if args.command == "waivers":
             return cli_waivers.run(args)
         if args.command == "alerts":
@@ -72,6 +79,54 @@ def _tick() -> int:
     report = tick(services_from_environment())
     print(report.summary())
     return 1 if report.query_errors else 0
+
+
+def _status(output: str, out: TextIO) -> int:
+    from monitors import health
+    from monitors.bootstrap import services_from_environment
+    from monitors.detections import enabled
+
+    services = services_from_environment()
+    found = health.read(
+        services.store,
+        services.settings.workspace_id,
+        enabled(services.settings.disabled_detections),
+        datetime.now(UTC),
+    )
+    if output == "json":
+        json.dump(found.as_json(), out, indent=2)
+        out.write("\n")
+    else:
+        _status_table(found, out)
+    return 1 if health.problems(found) else 0
+
+
+def _status_table(found: Any, out: TextIO) -> None:
+    from monitors.health import problems
+
+    def stamp(value: datetime | None) -> str:
+        return value.isoformat(timespec="seconds") if value else "never"
+
+    lease = (
+        f"held by {found.lease_holder} until {stamp(found.lease_expires_at)}"
+        if found.lease_holder
+        else "free"
+    )
+    lines = [
+        f"last tick       {stamp(found.last_tick_at)} ({found.last_outcome or 'none recorded'})",
+        f"last success    {stamp(found.last_success_at)}",
+        f"failing ticks   {found.consecutive_failures}",
+        f"tick lease      {lease}",
+        f"alerts waiting  {found.outbox_waiting}",
+        f"undeliverable   {found.undeliverable}",
+        "watermarks:",
+    ]
+    for lag in found.detections:
+        behind = f"{int(lag.lag.total_seconds() // 60)} min behind" if lag.lag is not None else "never ran"
+        lines.append(f"  {lag.detection:26} {stamp(lag.ingested_up_to):26} {behind}")
+    issues = problems(found)
+    lines += ["problems:", *(f"  - {issue}" for issue in issues)] if issues else ["healthy"]
+    out.write("\n".join(lines) + "\n")
 
 
 def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err: TextIO) -> int:

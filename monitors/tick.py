@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from monitors import alerts, blindness, cards, watermark
+from monitors import alerts, blindness, cards, health, watermark
 from monitors.adapters.log_analytics import LogsReader, QueryFailed
 from monitors.adapters.table_store import StateStore
 from monitors.adapters.teams import PostResult, TeamsPoster
@@ -117,6 +117,7 @@ def run_tick(services: Services, detections: Sequence[Detection], now: datetime)
     except LeaseLost as busy:
         report.stood_back = str(busy)
         log.warning("another tick is running, this one stands back: %s", busy)
+        _record_health(services, now, report)
         return report
     try:
         _run_steps(services, detections, now, report, lease)
@@ -125,8 +126,20 @@ def run_tick(services: Services, detections: Sequence[Detection], now: datetime)
         log.error("tick stopped: %s", report.stood_back)
     finally:
         lease.release()
+    _record_health(services, now, report)
     log.info(report.summary())
     return report
+
+
+def _record_health(services: Services, now: datetime, report: TickReport) -> None:
+    """How the tick ended, for `python -m monitors status` and the history page. Never fails the
+    tick: its summary line, which the watchdog reads, matters more."""
+    try:
+        health.record_tick(
+            services.store, services.settings.workspace_id, now, len(report.query_errors), report.stood_back
+        )
+    except Exception as error:
+        log.warning("tick outcome not recorded in the health table: %s", error)
 
 
 def _run_steps(
