@@ -1,8 +1,10 @@
-"""Every app setting the monitor reads, typed and validated once at start-up.
+"""Every app setting the monitor reads, typed and validated in one place.
 
-A bad value stops start-up with one message that names each offending setting and how to fix
-it, instead of a stack trace at 3 a.m. on the first tick. Secret values (webhook URLs) never
-appear in messages or reprs.
+A bad value raises one SettingsError that names each offending setting and how to fix it,
+instead of a stack trace at 3 a.m. deep inside a tick. function_app.py loads the settings when
+a function first runs (never at import: the functions must index whatever the settings say)
+and shows these messages in the log and on the history page. Secret values (webhook URLs)
+never appear in messages or reprs.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ T = TypeVar("T")
 
 
 class SettingsError(Exception):
-    """Start-up refused: one line per bad setting, each naming the fix."""
+    """Settings refused: one line per bad setting, each naming the fix (never a value)."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(
-            "The monitor cannot start; fix these app settings:\n" + "\n".join(f"  - {p}" for p in problems)
+            "The monitor cannot run; fix these app settings:\n" + "\n".join(f"  - {p}" for p in problems)
         )
 
 
@@ -108,6 +110,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             if required:
                 problems.append(f"{name} is missing. {_HINTS[name]}")
             return default  # type: ignore[return-value]
+        if _unresolved_reference(raw):
+            problems.append(f"{name} {UNRESOLVED_REFERENCE}")
+            return default  # type: ignore[return-value]
         try:
             return parse(raw)
         except ValueError as error:
@@ -155,6 +160,9 @@ def _read_webhooks(
             if env.get(severity_name, "").strip():
                 problems.append(f"{severity_name} is set but {url_name} is not. Set both or neither.")
             continue
+        if _unresolved_reference(url):
+            problems.append(f"{url_name} {UNRESOLVED_REFERENCE}")
+            continue
         try:
             _webhook_url(url, allowed_hosts)
         except ValueError as error:
@@ -168,6 +176,20 @@ def _read_webhooks(
             continue
         webhooks.append(Webhook(name=f"teams{suffix or '_1'}", url=url, min_severity=severity))
     return tuple(webhooks)
+
+
+# App Service resolves `@Microsoft.KeyVault(...)` app settings before the app starts; when it
+# cannot (the identity's role is not there yet, a secret deleted or renamed) it leaves the
+# reference's text in the variable. Said apart from a bad value: the fix is in Azure, not here.
+UNRESOLVED_REFERENCE = (
+    "is an unresolved Key Vault reference: App Service could not read the secret. Check that the "
+    "app's identity has Key Vault Secrets User on the secret and that the secret exists (role "
+    "assignments take minutes to apply), then restart the app."
+)
+
+
+def _unresolved_reference(raw: str) -> bool:
+    return raw[:20].lower() == "@microsoft.keyvault("
 
 
 def _guid(raw: str) -> str:

@@ -234,6 +234,26 @@ def alert_status(site: Site, request: Request) -> Response:
     )
 
 
+def settings_unavailable(request: Request, problems: Sequence[str]) -> Response:
+    """Any route while the app settings are invalid: 503, each bad setting and its fix.
+
+    SettingsError's messages never hold a setting's value (a webhook URL is a secret), so they
+    can be shown to whoever holds a function key.
+    """
+    wanted = (request.params.get("format") or "").strip().lower()
+    html = wanted == "html" or (wanted != "json" and "text/html" in request.header("accept").lower())
+    context = _Context(html=html, links=Links(code=_function_key(request)), user=None, auth="function-key")
+    return context.error(
+        503, "The monitor is not running: fix its app settings", list(problems), SETTINGS_UNAVAILABLE_NOTE
+    )
+
+
+SETTINGS_UNAVAILABLE_NOTE = (
+    "Until then no tick runs (nothing is detected, nothing reaches Teams) and the alert history "
+    "is not shown. App settings: the Function App's Environment variables (docs/deploy.md)."
+)
+
+
 def waiver_audit(site: Site, request: Request) -> Response:
     """GET /api/waivers/audit: every waiver change, newest first."""
     context = _Context.of(site, request)
@@ -314,10 +334,14 @@ class _Context:
             status=status, body=render(template, view), content_type=HTML, headers=security_headers()
         )
 
-    def error(self, status: int, title: str, problems: list[str]) -> Response:
+    def error(self, status: int, title: str, problems: list[str], detail: str = "") -> Response:
         if not self.html:
-            return _json(status, {"error": title, "problems": problems})
-        view = {"title": title, "status": status, "problems": problems, "back_url": self.links.path("alerts")}
+            payload = {"error": title, "problems": problems, **({"detail": detail} if detail else {})}
+            return _json(status, payload)
+        view = {
+            "title": title, "status": status, "problems": problems, "detail": detail,
+            "back_url": self.links.path("alerts"),
+        }  # fmt: skip
         return self.page(status, "error.html", view)
 
 

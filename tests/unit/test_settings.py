@@ -11,6 +11,9 @@ VALID = {
     "BREAK_GLASS_ACCOUNTS": "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee, BG-Admin2@Contoso.onmicrosoft.com",
 }
 
+# What App Service leaves in a setting when it cannot resolve the reference.
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault(VaultName=kv-mfamon;SecretName=teams-webhook-url)"
+
 
 def problems(**changes: str | None) -> list[str]:
     env = {k: v for k, v in {**VALID, **changes}.items() if v is not None}
@@ -63,6 +66,8 @@ def test_valid_settings_are_typed() -> None:
         ("SOURCE_SILENCE_HOURS", "AzureActivity:6", "write Table=hours"),
         ("SOURCE_SILENT_FAILED_TICKS", "0", "SOURCE_SILENT_FAILED_TICKS is 0; it must be between 1 and 288"),
         ("SOURCE_SILENT_FAILED_TICKS", "three", "not a whole number of ticks"),
+        ("TEAMS_WEBHOOK_URL", KEY_VAULT_REFERENCE, "TEAMS_WEBHOOK_URL is an unresolved Key Vault reference"),
+        ("HISTORY_BASE_URL", KEY_VAULT_REFERENCE, "HISTORY_BASE_URL is an unresolved Key Vault reference"),
     ],
 )
 def test_each_bad_setting_is_named_with_a_fix(name: str, value: str | None, expected: str) -> None:
@@ -94,6 +99,13 @@ def test_webhook_url_must_be_https_on_an_allowed_host_and_is_never_echoed(url: s
     assert len(found) == 1
     assert found[0].startswith("TEAMS_WEBHOOK_URL ")
     assert "SECRET123" not in str(found)
+
+
+def test_an_unresolved_key_vault_reference_says_where_to_look_and_is_not_echoed() -> None:
+    (found,) = problems(TEAMS_WEBHOOK_URL=KEY_VAULT_REFERENCE.upper())
+    assert "Key Vault Secrets User" in found
+    assert "restart the app" in found
+    assert "KV-MFAMON" not in found.upper()
 
 
 def test_allowed_hosts_are_configurable() -> None:
