@@ -111,6 +111,7 @@ def _site() -> Site:
     return Site(
         history=HistoryStore(store), secret=StoredSecret(store), waivers=WaiverBook(store),
         auth=settings.history_auth, portal_url=settings.portal_url, base_url=settings.history_base_url,
+        warnings=settings.warnings,
     )  # fmt: skip
 
 

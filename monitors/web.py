@@ -99,6 +99,8 @@ class Site:
     portal_url: str = AZURE_PORTAL
     base_url: str | None = None  # HISTORY_BASE_URL: its origin is accepted for POSTs too
     clock: Callable[[], datetime] = _now
+    # What the settings deliberately leave unwatched (Settings.warnings): a banner on every page.
+    warnings: Sequence[str] = ()
 
 
 class StoredSecret:
@@ -153,6 +155,7 @@ def alert_list(site: Site, request: Request) -> Response:
             "next": page.next_after,
             "next_url": next_url,
             "filters": filters.as_json(),
+            "warnings": list(site.warnings),
         })  # fmt: skip
     now = site.clock()
     first_page = filters.after is None
@@ -296,14 +299,22 @@ class _Context:
     links: Links
     user: str | None  # the Easy Auth principal; None without Easy Auth
     auth: str
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, site: Site, request: Request, html: bool | None = None) -> _Context | Response:
         wanted = (request.params.get("format") or "").strip().lower()
         links = Links(code=_function_key(request))
         browser = "text/html" in request.header("accept").lower()
+        warnings = tuple(site.warnings)
         if wanted not in ("", "html", "json"):
-            context = cls(html=browser if html is None else html, links=links, user=None, auth=site.auth)
+            context = cls(
+                html=browser if html is None else html,
+                links=links,
+                user=None,
+                auth=site.auth,
+                warnings=warnings,
+            )
             return context.error(400, "These parameters cannot be used", ["format must be html or json."])
         if html is None:
             html = wanted == "html" or (not wanted and browser)
@@ -312,12 +323,12 @@ class _Context:
             try:
                 user = history.clean_name(request.header(PRINCIPAL_HEADER), "the signed-in user")
             except InputError:
-                context = cls(html=html, links=links, user=None, auth=site.auth)
+                context = cls(html=html, links=links, user=None, auth=site.auth, warnings=warnings)
                 return context.error(401, "Sign-in required", [
                     "HISTORY_AUTH is easy-auth but the request carries no signed-in user "
                     "(X-MS-CLIENT-PRINCIPAL-NAME). Turn on App Service Authentication (docs/oncall.md)."
                 ])  # fmt: skip
-        return cls(html=html, links=links, user=user, auth=site.auth)
+        return cls(html=html, links=links, user=user, auth=site.auth, warnings=warnings)
 
     @property
     def binding(self) -> str:
@@ -329,7 +340,7 @@ class _Context:
         return "web, Easy Auth" if self.user else "web, name as typed"
 
     def page(self, status: int, template: str, view: dict[str, Any]) -> Response:
-        view = {"user": self.user, "home_url": self.links.path("alerts"), **view}
+        view = {"user": self.user, "home_url": self.links.path("alerts"), "warnings": self.warnings, **view}
         return Response(
             status=status, body=render(template, view), content_type=HTML, headers=security_headers()
         )

@@ -442,6 +442,23 @@ def test_a_bad_setting_makes_every_route_answer_503_naming_it(serve: Callable) -
         assert "SECRET123" not in response.text
 
 
+def test_the_page_warns_when_no_break_glass_account_or_no_webhook_is_configured(serve: Callable) -> None:
+    made = alert(1)
+    seed([(made, "new")])
+    served = serve(BREAK_GLASS_ACCOUNTS="none", TEAMS_WEBHOOK_URL="none")
+    shown = html.unescape(served.page("alerts").text)
+    assert "No break-glass account is watched: BREAK_GLASS_ACCOUNTS is none" in shown
+    assert "Alerts are not posted to Teams: TEAMS_WEBHOOK_URL is none" in shown
+    assert made.alert_id in shown  # still the history, with the warnings on top
+    assert len(served.api("alerts")["warnings"]) == 2
+
+
+def test_a_complete_configuration_shows_no_warning(serve: Callable) -> None:
+    served = serve(BREAK_GLASS_ACCOUNTS="bg-admin@contoso.onmicrosoft.com")
+    assert 'class="warning"' not in served.page("alerts").text
+    assert served.api("alerts")["warnings"] == []
+
+
 def test_the_csrf_secret_lives_in_table_storage(serve: Callable) -> None:
     served = serve()
     made = alert(1)
