@@ -310,7 +310,7 @@ _CRON_PLACES = {"hour": "in some hours", "day": "on some days of the month", "mo
 def _cron_values(field: str, low: int, high: int) -> set[int]:
     """The values one NCRONTAB field matches: `*`, `n`, `a-b`, each with an optional `/step`, comma-listed.
 
-    Names (MON, JAN) are not read: a schedule that needs them cannot run every day anyway.
+    Names (MON, JAN) are refused: a schedule that must run every day says it with `*`.
     """
     values: set[int] = set()
     for part in field.split(","):
@@ -319,13 +319,20 @@ def _cron_values(field: str, low: int, high: int) -> set[int]:
             start, end = low, high
         else:
             first, dash, last = spec.partition("-")
-            start = int(first)  # int() refuses names, blanks and signs: ValueError
-            end = int(last) if dash else (high if slash else start)  # `5/10`: from 5, every 10
-        step = int(step_text) if slash else 1
+            start = _cron_number(first)
+            end = _cron_number(last) if dash else (high if slash else start)  # `5/10`: from 5, every 10
+        step = _cron_number(step_text) if slash else 1
         if not low <= start <= end <= high or step < 1:
             raise ValueError(part)
         values.update(range(start, end + 1, step))
     return values
+
+
+def _cron_number(text: str) -> int:
+    # Digits only: int() would also take "+5", " 5" and "5_0", which the timer's parser may not.
+    if not text.isascii() or not text.isdigit():
+        raise ValueError(text)
+    return int(text)
 
 
 def _schedule(raw: str) -> str:
