@@ -70,7 +70,7 @@ def main() -> int:
         say(f"Teams Workflows webhook  {stack.teams.url}/webhook/oncall")
         break_glass = ",".join(a["object_id"] for a in manifest["break_glass"])
         os.environ.update(stack.app_settings(BREAK_GLASS_ACCOUNTS=break_glass))
-        function_app = importlib.import_module("function_app")  # validates the settings, like the host
+        function_app = importlib.import_module("function_app")  # as the host loads it
         (timer,) = [f for f in function_app.app.get_functions() if f.get_function_name() == "monitor_tick"]
         run_timer = timer.get_user_function()
 

@@ -243,7 +243,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    app = importlib.import_module("function_app").app  # validates the settings in the environment
+    app = importlib.import_module("function_app").app  # settings are read on the first request
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with FunctionsHost(app, args.state_dir, port=args.port) as host:

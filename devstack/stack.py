@@ -78,6 +78,9 @@ class Devstack:
             "TEAMS_WEBHOOK_URL": self.teams.webhook_url("oncall"),
             "TEAMS_WEBHOOK_MIN_SEVERITY": "low",
             "TEAMS_ALLOWED_HOSTS": "127.0.0.1",
+            # Required; the devstack knows no break-glass account of the rows it is given, so the
+            # explicit "none" unless a caller names them (the demo, most tests).
+            "BREAK_GLASS_ACCOUNTS": "none",
             "MONITOR_SCHEDULE": "0 */1 * * * *",
             # The devstack's CA, trusted the way a corporate TLS proxy's would be.
             "REQUESTS_CA_BUNDLE": str(self.certs.ca),

@@ -25,10 +25,11 @@ param location string
 @description('Resource id of the EXISTING Log Analytics workspace that receives the Entra sign-in logs and the Activity Log. It may live in another resource group or subscription of the same tenant.')
 param logAnalyticsWorkspaceResourceId string
 
-@description('Comma-separated object ids and/or UPNs of break-glass (emergency access) accounts. Object ids are preferred: UPNs can be renamed.')
-param breakGlassAccounts string = ''
+@minLength(1)
+@description('Comma-separated object ids and/or UPNs of break-glass (emergency access) accounts. Object ids are preferred: UPNs can be renamed. Required: \'none\' watches no break-glass account (the history page then says so).')
+param breakGlassAccounts string
 
-@description('NCRONTAB schedule of the monitor tick (six fields, seconds first).')
+@description('NCRONTAB schedule of the monitor tick (six fields, seconds first); it must tick every 1 to 15 minutes, all day.')
 param monitorSchedule string = '0 */5 * * * *'
 
 @minValue(1)
@@ -74,7 +75,7 @@ param sourceSilentFailedTicks int = 3
 
 @secure()
 @minLength(1)
-@description('Teams Workflows webhook URL (contains a signature: stored in Key Vault only).')
+@description('Teams Workflows webhook URL (contains a signature: stored in Key Vault only). Required: \'none\' keeps alerts in the alert history only (the history page then says so).')
 param teamsWebhookUrl string
 
 @allowed([ 'low', 'medium', 'high', 'critical' ])

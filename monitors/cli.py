@@ -24,7 +24,7 @@ from monitors import cli_alerts, cli_waivers
 from monitors.detections import DETECTIONS
 from monitors.detections.base import Context
 from monitors.schema import SchemaMissing
-from monitors.settings import WATCHED_TABLES, BreakGlassAccounts, SettingsError, parse_break_glass
+from monitors.settings import NONE, WATCHED_TABLES, BreakGlassAccounts, SettingsError, parse_break_glass
 
 INGEST_BATCH = 5_000
 # The local engine keeps at most this much in memory and spills the rest (rows and query state)
@@ -223,7 +223,10 @@ def _columns_read(table: str) -> frozenset[str]:
 
 
 def _break_glass_accounts(cli_values: list[str]) -> BreakGlassAccounts:
-    raw = ",".join([*cli_values, os.environ.get("BREAK_GLASS_ACCOUNTS", "")])
+    setting = os.environ.get("BREAK_GLASS_ACCOUNTS", "")
+    if setting.strip().lower() == NONE:  # the app's explicit "no account", not an account
+        setting = ""
+    raw = ",".join([*cli_values, setting])
     try:
         return parse_break_glass(raw)
     except ValueError as error:

@@ -1,8 +1,10 @@
-"""Every app setting the monitor reads, typed and validated once at start-up.
+"""Every app setting the monitor reads, typed and validated in one place.
 
-A bad value stops start-up with one message that names each offending setting and how to fix
-it, instead of a stack trace at 3 a.m. on the first tick. Secret values (webhook URLs) never
-appear in messages or reprs.
+A bad value raises one SettingsError that names each offending setting and how to fix it,
+instead of a stack trace at 3 a.m. deep inside a tick. function_app.py loads the settings when
+a function first runs (never at import: the functions must index whatever the settings say)
+and shows these messages in the log and on the history page. Secret values (webhook URLs)
+never appear in messages or reprs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from monitors.model import Severity
 PUBLIC_LOG_ANALYTICS = "https://api.loganalytics.io"
 DEFAULT_ALLOWED_WEBHOOK_HOSTS = ("*.environment.api.powerplatform.com", "*.logic.azure.com")
 MAX_EXTRA_WEBHOOKS = 5
+# The explicit "deliberately nothing" of BREAK_GLASS_ACCOUNTS and TEAMS_WEBHOOK_URL: both are
+# required, so that leaving one empty by mistake is refused instead of silently watching nothing.
+NONE = "none"
+# Longest gap between two ticks MONITOR_SCHEDULE may leave: break-glass use must reach on-call
+# within minutes, and slower ticks only delay every alert.
+MAX_TICK_GAP_MINUTES = 15
 # Who may use the history page and how the person acting on an alert is known:
 # "function-key": a function key opens it; the person types their name (nobody verifies it).
 # "easy-auth": App Service Authentication (Entra ID) is in front; its X-MS-CLIENT-PRINCIPAL-NAME
@@ -28,19 +36,18 @@ HISTORY_AUTH_MODES = ("function-key", "easy-auth")
 
 _UPN = re.compile(r"^[A-Za-z0-9._%+'#-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _TABLE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
-_NCRONTAB_FIELD = re.compile(r"^[0-9*/,\-A-Za-z]+$")
-_TIMESPAN = re.compile(r"^\d{1,2}:\d{2}:\d{2}$")
+_WEBHOOK_SETTING = re.compile(r"^TEAMS_WEBHOOK_(?:URL|MIN_SEVERITY)(.*)$")
 
 T = TypeVar("T")
 
 
 class SettingsError(Exception):
-    """Start-up refused: one line per bad setting, each naming the fix."""
+    """Settings refused: one line per bad setting, each naming the fix (never a value)."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(
-            "The monitor cannot start; fix these app settings:\n" + "\n".join(f"  - {p}" for p in problems)
+            "The monitor cannot run; fix these app settings:\n" + "\n".join(f"  - {p}" for p in problems)
         )
 
 
@@ -97,6 +104,22 @@ class Settings:
     source_silence_hours: tuple[tuple[str, int], ...] = DEFAULT_SILENCE_HOURS  # 0: not watched
     source_silent_failed_ticks: int = 3
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What these settings deliberately leave out (a `none`); the history page shows each."""
+        found = []
+        if not self.break_glass:
+            found.append(
+                "No break-glass account is watched: BREAK_GLASS_ACCOUNTS is none, so break-glass-use and "
+                "break-glass-weak-method never fire. List the emergency-access accounts' object ids there."
+            )
+        if not self.webhooks:
+            found.append(
+                "Alerts are not posted to Teams: TEAMS_WEBHOOK_URL is none, so this history is the only "
+                "place they appear. Set it to a Teams Workflows webhook to be told."
+            )
+        return tuple(found)
+
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Read and validate every setting; raise SettingsError listing all problems at once."""
@@ -107,6 +130,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         if not raw:
             if required:
                 problems.append(f"{name} is missing. {_HINTS[name]}")
+            return default  # type: ignore[return-value]
+        if _unresolved_reference(raw):
+            problems.append(f"{name} {UNRESOLVED_REFERENCE}")
             return default  # type: ignore[return-value]
         try:
             return parse(raw)
@@ -124,7 +150,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         table_prefix=read("STATE_TABLE_PREFIX", _table_prefix, "mfamon"),
         webhooks=_read_webhooks(env, allowed_hosts, problems),
         allowed_webhook_hosts=allowed_hosts,
-        break_glass=read("BREAK_GLASS_ACCOUNTS", parse_break_glass, BreakGlassAccounts()),
+        break_glass=read("BREAK_GLASS_ACCOUNTS", _break_glass_setting, BreakGlassAccounts(), required=True),
         schedule=read("MONITOR_SCHEDULE", _schedule, "", required=True),
         history_base_url=read("HISTORY_BASE_URL", _https_url, None),
         history_auth=read("HISTORY_AUTH", _history_auth, "function-key"),
@@ -147,13 +173,38 @@ def _read_webhooks(
     env: Mapping[str, str], allowed_hosts: tuple[str, ...], problems: list[str]
 ) -> tuple[Webhook, ...]:
     suffixes = [""] + [f"_{n}" for n in range(2, MAX_EXTRA_WEBHOOKS + 1)]
+    # A name the loop below does not read (TEAMS_WEBHOOK_URL_6, a typo) would be a channel that
+    # silently never gets an alert.
+    for name in sorted(env):
+        unread = _WEBHOOK_SETTING.match(name)
+        if unread and unread.group(1) not in suffixes and env[name].strip():
+            problems.append(
+                f"{name} is not a setting the monitor reads. Webhooks are TEAMS_WEBHOOK_URL, then "
+                f"TEAMS_WEBHOOK_URL_2 to _{MAX_EXTRA_WEBHOOKS}, each with the TEAMS_WEBHOOK_MIN_SEVERITY "
+                "of the same suffix; rename or remove it."
+            )
+    first = env.get("TEAMS_WEBHOOK_URL", "").strip()
+    if not first:
+        problems.append(f"TEAMS_WEBHOOK_URL is missing. {_HINTS['TEAMS_WEBHOOK_URL']}")
+    no_teams = first.lower() == NONE
     webhooks = []
     for suffix in suffixes:
         url_name, severity_name = f"TEAMS_WEBHOOK_URL{suffix}", f"TEAMS_WEBHOOK_MIN_SEVERITY{suffix}"
         url = env.get(url_name, "").strip()
+        if no_teams and not suffix:
+            continue  # its minimum severity may stay (infra/ always sets one): it filters nothing
+        if url and no_teams:
+            problems.append(
+                f"{url_name} is set but TEAMS_WEBHOOK_URL is none (no Teams channel). Remove it, or put "
+                "the first webhook in TEAMS_WEBHOOK_URL."
+            )
+            continue
         if not url:
             if env.get(severity_name, "").strip():
                 problems.append(f"{severity_name} is set but {url_name} is not. Set both or neither.")
+            continue
+        if _unresolved_reference(url):
+            problems.append(f"{url_name} {UNRESOLVED_REFERENCE}")
             continue
         try:
             _webhook_url(url, allowed_hosts)
@@ -168,6 +219,20 @@ def _read_webhooks(
             continue
         webhooks.append(Webhook(name=f"teams{suffix or '_1'}", url=url, min_severity=severity))
     return tuple(webhooks)
+
+
+# App Service resolves `@Microsoft.KeyVault(...)` app settings before the app starts; when it
+# cannot (the identity's role is not there yet, a secret deleted or renamed) it leaves the
+# reference's text in the variable. Said apart from a bad value: the fix is in Azure, not here.
+UNRESOLVED_REFERENCE = (
+    "is an unresolved Key Vault reference: App Service could not read the secret. Check that the "
+    "app's identity has Key Vault Secrets User on the secret and that the secret exists (role "
+    "assignments take minutes to apply), then restart the app."
+)
+
+
+def _unresolved_reference(raw: str) -> bool:
+    return raw[:20].lower() == "@microsoft.keyvault("
 
 
 def _guid(raw: str) -> str:
@@ -222,11 +287,78 @@ def parse_break_glass(raw: str) -> BreakGlassAccounts:
     return BreakGlassAccounts(object_ids=frozenset(object_ids), upns=frozenset(upns))
 
 
+def _break_glass_setting(raw: str) -> BreakGlassAccounts:
+    if raw.lower() == NONE:
+        return BreakGlassAccounts()
+    if NONE in (item.lower() for item in re.split(r"[,;\s]+", raw)):
+        raise ValueError(f"has {NONE} among accounts; {NONE} alone means no account is watched")
+    accounts = parse_break_glass(raw)
+    if not accounts:
+        raise ValueError("lists no account")
+    return accounts
+
+
+# The six NCRONTAB fields and the values each may take.
+_CRON_FIELDS = (
+    ("second", 0, 59), ("minute", 0, 59), ("hour", 0, 23),
+    ("day", 1, 31), ("month", 1, 12), ("day-of-week", 0, 6),
+)  # fmt: skip
+_CRON_PLACES = {"hour": "in some hours", "day": "on some days of the month", "month": "in some months",
+                "day-of-week": "on some days of the week"}  # fmt: skip
+
+
+def _cron_values(field: str, low: int, high: int) -> set[int]:
+    """The values one NCRONTAB field matches: `*`, `n`, `a-b`, each with an optional `/step`, comma-listed.
+
+    Names (MON, JAN) are refused: a schedule that must run every day says it with `*`.
+    """
+    values: set[int] = set()
+    for part in field.split(","):
+        spec, slash, step_text = part.partition("/")
+        if spec == "*":
+            start, end = low, high
+        else:
+            first, dash, last = spec.partition("-")
+            start = _cron_number(first)
+            end = _cron_number(last) if dash else (high if slash else start)  # `5/10`: from 5, every 10
+        step = _cron_number(step_text) if slash else 1
+        if not low <= start <= end <= high or step < 1:
+            raise ValueError(part)
+        values.update(range(start, end + 1, step))
+    return values
+
+
+def _cron_number(text: str) -> int:
+    # Digits only: int() would also take "+5", " 5" and "5_0", which the timer's parser may not.
+    if not text.isascii() or not text.isdigit():
+        raise ValueError(text)
+    return int(text)
+
+
 def _schedule(raw: str) -> str:
+    """Every 1 to MAX_TICK_GAP_MINUTES minutes, every hour of every day, once in each minute it runs."""
     fields = raw.split()
-    if _TIMESPAN.match(raw) or (len(fields) == 6 and all(_NCRONTAB_FIELD.match(f) for f in fields)):
-        return raw
-    raise ValueError(f"is {raw!r}, not a six-field NCRONTAB expression or hh:mm:ss")
+    if len(fields) != len(_CRON_FIELDS):
+        raise ValueError(f"is {raw!r}, which is not six NCRONTAB fields")
+    try:
+        sets = {
+            name: _cron_values(f, low, high)
+            for f, (name, low, high) in zip(fields, _CRON_FIELDS, strict=True)
+        }
+    except ValueError:
+        raise ValueError(f"is {raw!r}, which is not an NCRONTAB expression") from None
+    if len(sets["second"]) != 1:  # ticks would overlap and queue behind the tick lease
+        raise ValueError(
+            f"is {raw!r}, which runs more than once a minute; its second field must be one number"
+        )
+    for name, low, high in _CRON_FIELDS[2:]:
+        if len(sets[name]) != high - low + 1:
+            raise ValueError(f"is {raw!r}, which runs only {_CRON_PLACES[name]}; its {name} field must be *")
+    minutes = sorted(sets["minute"])
+    gap = max(b - a for a, b in zip(minutes, [*minutes[1:], minutes[0] + 60], strict=True))
+    if gap > MAX_TICK_GAP_MINUTES:
+        raise ValueError(f"is {raw!r}, which leaves {gap} minutes between ticks")
+    return raw
 
 
 def _table_prefix(raw: str) -> str:
@@ -333,10 +465,20 @@ _HINTS = {
     "LOG_ANALYTICS_AUDIENCE": "Leave unset to use LOG_ANALYTICS_ENDPOINT.",
     "STATE_TABLE_ENDPOINT": "Use https://<storage account>.table.core.windows.net.",
     "STATE_TABLE_PREFIX": "Leave unset for 'mfamon'.",
-    "TEAMS_WEBHOOK_URL": "Use the https URL of a Teams Workflows webhook, stored in Key Vault.",
+    "TEAMS_WEBHOOK_URL": (
+        "Use the https URL of a Teams Workflows webhook, stored in Key Vault; or none to keep alerts in the "
+        "alert history only (the history page then says so)."
+    ),
     "TEAMS_ALLOWED_HOSTS": "Comma-separated hosts, e.g. *.environment.api.powerplatform.com.",
-    "BREAK_GLASS_ACCOUNTS": "List object ids (preferred) or UPNs, separated by commas.",
-    "MONITOR_SCHEDULE": "The timer trigger reads it too; for every 5 minutes use '0 */5 * * * *'.",
+    "BREAK_GLASS_ACCOUNTS": (
+        "List the emergency-access accounts' object ids (preferred) or UPNs, separated by commas; or none "
+        "to watch no break-glass account (the history page then says so)."
+    ),
+    "MONITOR_SCHEDULE": (
+        "It must tick every 1 to 15 minutes, all day: six NCRONTAB fields {second} {minute} {hour} {day} "
+        "{month} {day-of-week} with one second, minutes at most 15 apart (also across the hour) and * for "
+        "the rest, e.g. '0 */5 * * * *'. Slower ticks delay every alert; the timer trigger reads it too."
+    ),
     "HISTORY_BASE_URL": "Use the Function App's https URL, or leave unset.",
     "HISTORY_AUTH": (
         "Leave unset (function-key) unless App Service Authentication with Entra ID is in front of the app "

@@ -99,6 +99,8 @@ class Site:
     portal_url: str = AZURE_PORTAL
     base_url: str | None = None  # HISTORY_BASE_URL: its origin is accepted for POSTs too
     clock: Callable[[], datetime] = _now
+    # What the settings deliberately leave unwatched (Settings.warnings): a banner on every page.
+    warnings: Sequence[str] = ()
 
 
 class StoredSecret:
@@ -153,6 +155,7 @@ def alert_list(site: Site, request: Request) -> Response:
             "next": page.next_after,
             "next_url": next_url,
             "filters": filters.as_json(),
+            "warnings": list(site.warnings),
         })  # fmt: skip
     now = site.clock()
     first_page = filters.after is None
@@ -234,6 +237,26 @@ def alert_status(site: Site, request: Request) -> Response:
     )
 
 
+def settings_unavailable(request: Request, problems: Sequence[str]) -> Response:
+    """Any route while the app settings are invalid: 503, each bad setting and its fix.
+
+    SettingsError's messages never hold a setting's value (a webhook URL is a secret), so they
+    can be shown to whoever holds a function key.
+    """
+    wanted = (request.params.get("format") or "").strip().lower()
+    html = wanted == "html" or (wanted != "json" and "text/html" in request.header("accept").lower())
+    context = _Context(html=html, links=Links(code=_function_key(request)), user=None, auth="function-key")
+    return context.error(
+        503, "The monitor is not running: fix its app settings", list(problems), SETTINGS_UNAVAILABLE_NOTE
+    )
+
+
+SETTINGS_UNAVAILABLE_NOTE = (
+    "Until then no tick runs (nothing is detected, nothing reaches Teams) and the alert history "
+    "is not shown. App settings: the Function App's Environment variables (docs/deploy.md)."
+)
+
+
 def waiver_audit(site: Site, request: Request) -> Response:
     """GET /api/waivers/audit: every waiver change, newest first."""
     context = _Context.of(site, request)
@@ -276,14 +299,22 @@ class _Context:
     links: Links
     user: str | None  # the Easy Auth principal; None without Easy Auth
     auth: str
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, site: Site, request: Request, html: bool | None = None) -> _Context | Response:
         wanted = (request.params.get("format") or "").strip().lower()
         links = Links(code=_function_key(request))
         browser = "text/html" in request.header("accept").lower()
+        warnings = tuple(site.warnings)
         if wanted not in ("", "html", "json"):
-            context = cls(html=browser if html is None else html, links=links, user=None, auth=site.auth)
+            context = cls(
+                html=browser if html is None else html,
+                links=links,
+                user=None,
+                auth=site.auth,
+                warnings=warnings,
+            )
             return context.error(400, "These parameters cannot be used", ["format must be html or json."])
         if html is None:
             html = wanted == "html" or (not wanted and browser)
@@ -292,12 +323,12 @@ class _Context:
             try:
                 user = history.clean_name(request.header(PRINCIPAL_HEADER), "the signed-in user")
             except InputError:
-                context = cls(html=html, links=links, user=None, auth=site.auth)
+                context = cls(html=html, links=links, user=None, auth=site.auth, warnings=warnings)
                 return context.error(401, "Sign-in required", [
                     "HISTORY_AUTH is easy-auth but the request carries no signed-in user "
                     "(X-MS-CLIENT-PRINCIPAL-NAME). Turn on App Service Authentication (docs/oncall.md)."
                 ])  # fmt: skip
-        return cls(html=html, links=links, user=user, auth=site.auth)
+        return cls(html=html, links=links, user=user, auth=site.auth, warnings=warnings)
 
     @property
     def binding(self) -> str:
@@ -309,15 +340,19 @@ class _Context:
         return "web, Easy Auth" if self.user else "web, name as typed"
 
     def page(self, status: int, template: str, view: dict[str, Any]) -> Response:
-        view = {"user": self.user, "home_url": self.links.path("alerts"), **view}
+        view = {"user": self.user, "home_url": self.links.path("alerts"), "warnings": self.warnings, **view}
         return Response(
             status=status, body=render(template, view), content_type=HTML, headers=security_headers()
         )
 
-    def error(self, status: int, title: str, problems: list[str]) -> Response:
+    def error(self, status: int, title: str, problems: list[str], detail: str = "") -> Response:
         if not self.html:
-            return _json(status, {"error": title, "problems": problems})
-        view = {"title": title, "status": status, "problems": problems, "back_url": self.links.path("alerts")}
+            payload = {"error": title, "problems": problems, **({"detail": detail} if detail else {})}
+            return _json(status, payload)
+        view = {
+            "title": title, "status": status, "problems": problems, "detail": detail,
+            "back_url": self.links.path("alerts"),
+        }  # fmt: skip
         return self.page(status, "error.html", view)
 
 

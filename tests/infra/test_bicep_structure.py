@@ -810,6 +810,22 @@ def test_decorators_of_secure_params() -> None:
     assert "min_length" in decorator_types(template(MAIN)["parameters"]["teamsWebhookUrl"])
 
 
+def test_break_glass_accounts_and_the_webhook_must_be_given_even_if_none() -> None:
+    # The app refuses an empty BREAK_GLASS_ACCOUNTS or TEAMS_WEBHOOK_URL (`none` opts out):
+    # a deployment must not reach it with one left empty by omission.
+    raw = (INFRA / "main.parameters.json").read_text()
+    for param, variable in (
+        ("breakGlassAccounts", "BREAK_GLASS_ACCOUNTS"),
+        ("teamsWebhookUrl", "TEAMS_WEBHOOK_URL"),
+    ):
+        declared = template(MAIN)["parameters"][param]
+        assert declared.get("default") is None, param
+        assert "min_length" in decorator_types(declared), param
+        assert f'"value": "${{{variable}}}"' in raw, f"{param}: no default in main.parameters.json"
+    base, _ = app_settings()
+    assert base["BREAK_GLASS_ACCOUNTS"] == "breakGlassAccounts"
+
+
 def test_history_base_url_uses_the_site_host_name() -> None:
     base, _ = app_settings()
     assert interpolated(base["HISTORY_BASE_URL"]) == ["site.properties.defaultHostName"]

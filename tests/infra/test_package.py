@@ -4,10 +4,12 @@ Flex Consumption runs a remote build of requirements.txt, then the Python worker
 function_app.py and indexes its functions (v2 model). This test does the same offline:
 1. copy the repo minus what .funcignore excludes (gitignore semantics, like both tools);
 2. pip-install the package's requirements.txt into a fresh venv (nothing from the dev venv);
-3. import function_app there and list app.get_functions(): once with an empty environment
-   (the contract: settings are read when a function runs, never at import) and once with
-   exactly the app settings infra/ deploys (dummy values), which also proves that the
-   settings infra/ wires are the ones monitors/settings.py needs.
+3. import function_app there and list app.get_functions(): with an empty environment, with a
+   setting App Service could not resolve (the contract: settings are read when a function
+   runs, never at import, so a bad one cannot unindex the functions) and with exactly the app
+   settings infra/ deploys (dummy values), which must pass monitors/settings.py's validation.
+   With the bad setting, the timer function and the history page run too: the tick fails
+   naming the setting, the page answers 503 saying why.
 A runtime dependency missing from requirements.txt, a test or dev file shipped by mistake, or a
 trigger that does not match infra/ (schedule setting, history route, auth level) fails here
 instead of in production.
@@ -47,7 +49,44 @@ for init in sorted(pathlib.Path(".").glob("*/__init__.py")):
             importlib.import_module(module.name)
         except Exception:
             errors[module.name] = traceback.format_exc(limit=3)
-print("PROBE:" + json.dumps({"python": sys.version.split()[0], "functions": out, "import_errors": errors}))
+# Import does not validate settings (a bad one must not unindex the functions): check them here.
+import os
+from monitors.settings import SettingsError, load_settings
+try:
+    load_settings(os.environ)
+    problems = []
+except SettingsError as error:
+    problems = error.problems
+print("PROBE:" + json.dumps({"python": sys.version.split()[0], "functions": out, "import_errors": errors,
+                             "settings_problems": problems}))
+"""
+
+# With a bad setting in the environment: what the worker indexes, what one tick does (as the
+# worker calls the timer function) and what the history page answers, HTML and JSON.
+BROKEN_PROBE = r"""
+import json, logging
+import azure.functions as func
+from azure.functions.timer import TimerRequest
+import function_app
+
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append({"level": record.levelname, "message": record.getMessage()})
+logging.getLogger().addHandler(Keep())
+functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+try:
+    functions["monitor_tick"](TimerRequest(past_due=False))
+    tick = None
+except Exception as error:
+    tick = {"type": type(error).__name__, "message": str(error)}
+pages = {}
+for kind, accept in (("html", "text/html"), ("json", "application/json")):
+    request = func.HttpRequest("GET", "https://func-example.azurewebsites.net/api/alerts",
+                               headers={"accept": accept}, body=b"")
+    response = functions["alert_history"](request)
+    pages[kind] = {"status": response.status_code, "body": response.get_body().decode()}
+print("PROBE:" + json.dumps({"functions": sorted(functions), "tick": tick, "logs": records, "pages": pages}))
 """
 
 # Must never ship: tests, local tooling, local secrets, VCS and caches.
@@ -84,7 +123,7 @@ DEPLOYED_SETTINGS = {
     "TEAMS_WEBHOOK_URL": "https://example.environment.api.powerplatform.com/powerautomate/x?sig=dummy",
     "TEAMS_WEBHOOK_MIN_SEVERITY": "low",
     "TEAMS_ALLOWED_HOSTS": "*.environment.api.powerplatform.com,*.logic.azure.com",
-    "BREAK_GLASS_ACCOUNTS": "",
+    "BREAK_GLASS_ACCOUNTS": "00000000-0000-0000-0000-0000000000b1",
     "MONITOR_SCHEDULE": "0 */5 * * * *",
     "HISTORY_BASE_URL": "https://func-example.azurewebsites.net",
     "HISTORY_AUTH": "function-key",
@@ -96,6 +135,15 @@ DEPLOYED_SETTINGS = {
     "SOURCE_SILENT_FAILED_TICKS": "3",
     "AZURE_PORTAL_URL": "https://portal.azure.com",
 }
+
+
+# Every function function_app.py defines: the timer and the history routes.
+FUNCTIONS = ["alert_detail", "alert_history", "alert_status", "monitor_tick", "waiver_audit"]
+# What App Service leaves in a setting whose Key Vault reference it cannot resolve (the
+# identity's role not there yet, a deleted secret): the reference's own text.
+UNRESOLVED_REFERENCE = (
+    "@Microsoft.KeyVault(SecretUri=https://kv-example.vault.azure.net/secrets/teams-webhook-url/)"
+)
 
 
 def funcignore() -> pathspec.GitIgnoreSpec:
@@ -167,12 +215,12 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"shipped": shipped, "app_dir": app_dir, "python": python, "home": base}
 
 
-def probe(package: dict, settings: dict[str, str]) -> dict:
+def probe(package: dict, settings: dict[str, str], script: str = PROBE) -> dict:
     """Import function_app in the clean venv with only `settings` (plus PATH) in the environment."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(package["home"]), "LANG": "C.UTF-8"}
     env.update(settings)
     result = subprocess.run(
-        [str(package["python"]), "-I", "-c", f"import sys; sys.path.insert(0, '.'); exec({PROBE!r})"],
+        [str(package["python"]), "-I", "-c", f"import sys; sys.path.insert(0, '.'); exec({script!r})"],
         cwd=package["app_dir"],
         env=env,
         capture_output=True,
@@ -188,6 +236,12 @@ def probe(package: dict, settings: dict[str, str]) -> dict:
 def deployed(package: dict) -> dict:
     """function_app as the Functions worker sees it in Azure: with infra/'s app settings."""
     return probe(package, DEPLOYED_SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def unresolved(package: dict) -> dict:
+    """The deployed settings, but TEAMS_WEBHOOK_URL is a Key Vault reference App Service could not resolve."""
+    return probe(package, {**DEPLOYED_SETTINGS, "TEAMS_WEBHOOK_URL": UNRESOLVED_REFERENCE}, BROKEN_PROBE)
 
 
 def triggers(package: dict, kind: str) -> list[dict]:
@@ -224,22 +278,44 @@ def test_settings_infra_deploys_match_the_dummy_set() -> None:
     )
 
 
-def test_a_missing_setting_stops_start_up_naming_it(package: dict) -> None:
-    # function_app.py validates settings when the host loads it: a misconfigured deployment
-    # fails at start with a message that names the setting, not on the first tick at 3 a.m.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(package["home"])}
-    result = subprocess.run(
-        [str(package["python"]), "-I", "-c", "import sys; sys.path.insert(0, '.'); import function_app"],
-        cwd=package["app_dir"], env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode != 0
-    assert "LOG_ANALYTICS_WORKSPACE_ID is missing" in result.stderr
-    assert "STATE_TABLE_ENDPOINT is missing" in result.stderr
+def test_every_function_is_indexed_without_any_setting(package: dict) -> None:
+    # Settings are read when a function runs: an app with none at all still has its functions.
+    assert sorted(fn["name"] for fn in probe(package, {})["functions"]) == FUNCTIONS
+
+
+def test_every_function_is_indexed_with_an_unresolved_key_vault_reference(unresolved: dict) -> None:
+    # The app is its own only alert channel: unindexed, nothing would say that nothing runs.
+    assert unresolved["functions"] == FUNCTIONS
+
+
+def test_a_tick_with_a_bad_setting_fails_naming_it(unresolved: dict) -> None:
+    # The invocation fails (the platform records it; a watchdog rule counts failures) ...
+    assert unresolved["tick"] is not None, "the timer function returned normally with a bad setting"
+    assert unresolved["tick"]["type"] == "SettingsError"
+    assert "TEAMS_WEBHOOK_URL is an unresolved Key Vault reference" in unresolved["tick"]["message"]
+    # ... and an ERROR line names the setting and the fix.
+    errors = [r["message"] for r in unresolved["logs"] if r["level"] == "ERROR"]
+    assert any("TEAMS_WEBHOOK_URL is an unresolved Key Vault reference" in m and "Key Vault Secrets User" in m
+               for m in errors), errors  # fmt: skip
+    assert "kv-example" not in json.dumps(unresolved), "the setting's value was echoed"
+
+
+def test_the_history_page_says_why_with_a_bad_setting(unresolved: dict) -> None:
+    html, api = unresolved["pages"]["html"], unresolved["pages"]["json"]
+    assert (html["status"], api["status"]) == (503, 503)
+    assert "TEAMS_WEBHOOK_URL is an unresolved Key Vault reference" in html["body"]
+    payload = json.loads(api["body"])
+    assert any(
+        p.startswith("TEAMS_WEBHOOK_URL is an unresolved Key Vault reference") for p in payload["problems"]
+    )
+    assert "alerts" not in payload
 
 
 def test_functions_are_indexed_with_the_deployed_settings(deployed: dict) -> None:
     assert deployed["python"].startswith("3.11.")
-    assert deployed["functions"], "app.get_functions() returned nothing"
+    assert sorted(fn["name"] for fn in deployed["functions"]) == FUNCTIONS
+    # The settings infra/ wires are the ones monitors/settings.py needs, and valid.
+    assert deployed["settings_problems"] == []
 
 
 def test_every_shipped_module_imports_with_requirements_txt_only(deployed: dict) -> None:

@@ -35,7 +35,7 @@ def app_env(devstack: Devstack, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
 
 @pytest.fixture
 def function_app(app_env: dict[str, str]) -> Iterator[ModuleType]:
-    """function_app.py imported fresh, so it validates this test's settings at start-up."""
+    """function_app.py imported fresh, so its cached settings and clients are this test's."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     sys.modules.pop("function_app", None)
     module = importlib.import_module("function_app")

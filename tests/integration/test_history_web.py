@@ -3,6 +3,7 @@ against Azurite: function keys, filters, paging, acknowledge/resolve, CSRF, Easy
 
 from __future__ import annotations
 
+import html
 import importlib
 import json
 import re
@@ -26,7 +27,6 @@ from monitors.adapters.table_store import pack
 from monitors.bootstrap import services_from_environment
 from monitors.history_store import TABLE, HistoryStore, alert_entities
 from monitors.model import Alert, EventLine, Finding, Principal, Severity
-from monitors.settings import SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -408,9 +408,55 @@ def test_principal_header_is_trusted_only_with_easy_auth(serve: Callable) -> Non
     assert (change["by"], change["via"]) == ("kari@contoso.com", "web, Easy Auth")
 
 
-def test_a_bad_history_auth_setting_stops_start_up(serve: Callable) -> None:
-    with pytest.raises(SettingsError, match="HISTORY_AUTH is 'sso'; use function-key or easy-auth"):
-        serve(HISTORY_AUTH="sso")
+def test_a_bad_setting_makes_every_route_answer_503_naming_it(serve: Callable) -> None:
+    # The functions are served (they were indexed); each says why the monitor is not running.
+    made = alert(1)
+    seed([(made, "new")])  # while the settings are still good
+    served = serve(HISTORY_AUTH="sso", TEAMS_WEBHOOK_URL="https://evil.example.com/hook?sig=SECRET123")
+    expected = [
+        "TEAMS_WEBHOOK_URL points to host 'evil.example.com', which is not in TEAMS_ALLOWED_HOSTS",
+        "HISTORY_AUTH is 'sso'; use function-key or easy-auth",
+    ]
+    page = served.page("alerts")
+    assert page.status_code == 503
+    shown = html.unescape(page.text)
+    assert "The monitor is not running: fix its app settings" in shown
+    for problem in expected:
+        assert problem in shown
+    assert made.alert_id not in shown  # the error instead of the alerts
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    key = {"x-functions-key": served.host.key}
+    api = served.session.get(served.url("alerts"), headers=key)
+    assert api.status_code == 503
+    payload = api.json()
+    assert len(payload["problems"]) == 2
+    for problem, start in zip(payload["problems"], expected, strict=True):
+        assert problem.startswith(start)
+    assert "alerts" not in payload
+    for route, method in ((f"alerts/{made.alert_id}", "GET"), ("waivers/audit", "GET"),
+                          (f"alerts/{made.alert_id}/status", "POST")):  # fmt: skip
+        response = served.session.request(method, served.url(route), headers=key)
+        assert response.status_code == 503, route
+        assert "HISTORY_AUTH is 'sso'" in response.text
+    for response in (page, api):
+        assert "SECRET123" not in response.text
+
+
+def test_the_page_warns_when_no_break_glass_account_or_no_webhook_is_configured(serve: Callable) -> None:
+    made = alert(1)
+    seed([(made, "new")])
+    served = serve(BREAK_GLASS_ACCOUNTS="none", TEAMS_WEBHOOK_URL="none")
+    shown = html.unescape(served.page("alerts").text)
+    assert "No break-glass account is watched: BREAK_GLASS_ACCOUNTS is none" in shown
+    assert "Alerts are not posted to Teams: TEAMS_WEBHOOK_URL is none" in shown
+    assert made.alert_id in shown  # still the history, with the warnings on top
+    assert len(served.api("alerts")["warnings"]) == 2
+
+
+def test_a_complete_configuration_shows_no_warning(serve: Callable) -> None:
+    served = serve(BREAK_GLASS_ACCOUNTS="bg-admin@contoso.onmicrosoft.com")
+    assert 'class="warning"' not in served.page("alerts").text
+    assert served.api("alerts")["warnings"] == []
 
 
 def test_the_csrf_secret_lives_in_table_storage(serve: Callable) -> None:

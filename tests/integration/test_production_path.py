@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 
@@ -19,7 +20,7 @@ from monitors.adapters.table_store import StaleWrite
 from monitors.bootstrap import services_from_environment
 from monitors.detections import DETECTIONS
 from monitors.detections.user_arm_write import arm_row
-from monitors.settings import Webhook
+from monitors.settings import SettingsError, Webhook
 
 MINIMAL_CARD = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "hello"}]}
 
@@ -170,6 +171,49 @@ def test_timer_function_runs_a_tick_through_the_real_function_code(
     mark = watermark.read(store, devstack.workspace_id, "user-arm-write")
     assert mark.ingested_up_to is not None
     assert now - timedelta(minutes=3) < mark.ingested_up_to <= now
+
+
+def test_timer_function_fails_naming_a_bad_setting_and_ticks_once_it_is_fixed(
+    devstack: Devstack,
+    function_app: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    devstack.log_analytics.ingest("AzureActivity", [{
+        **arm_row("s-1", "ops@contoso.com", None),
+        "TimeGenerated": (datetime.now(UTC) - timedelta(minutes=6)).isoformat(),
+        "_IngestionTime": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+    }])  # fmt: skip
+    good = {name: os.environ[name] for name in ("TEAMS_WEBHOOK_URL", "STATE_TABLE_PREFIX")}
+    monkeypatch.setenv(
+        "TEAMS_WEBHOOK_URL", "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/t/)"
+    )
+    monkeypatch.setenv("STATE_TABLE_PREFIX", "bad name")
+    (timer_function,) = [
+        f.get_user_function()
+        for f in function_app.app.get_functions()
+        if f.get_function_name() == "monitor_tick"
+    ]
+    with caplog.at_level("INFO"), pytest.raises(SettingsError) as failed:
+        timer_function(TimerRequest(past_due=False))
+    assert [p.split()[0] for p in failed.value.problems] == ["STATE_TABLE_PREFIX", "TEAMS_WEBHOOK_URL"]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2, errors  # one line per bad setting, each with its fix
+    assert "STATE_TABLE_PREFIX is 'bad name'; table names must start with a letter" in errors[0]
+    assert "TEAMS_WEBHOOK_URL is an unresolved Key Vault reference" in errors[1]
+    assert "kv.vault.azure.net" not in caplog.text
+    assert not [r for r in caplog.records if r.name == "monitors.tick"], "a tick ran with bad settings"
+    assert devstack.teams.messages() == []
+
+    # The failure is not cached: once the setting is fixed, the next run ticks.
+    for name, value in good.items():
+        monkeypatch.setenv(name, value)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="monitors.tick"):
+        timer_function(TimerRequest(past_due=False))
+    (summary,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "monitors.tick"]
+    assert summary["delivered"] == 1
+    assert len(devstack.teams.messages()) == 1
 
 
 def test_history_routes_serve_stored_alerts(devstack: Devstack, function_app: ModuleType) -> None:

@@ -71,6 +71,17 @@ def test_break_glass_accounts_from_the_setting(logdir: Path) -> None:
     assert "break-glass-use" in {a["detection"] for a in json.loads(result.stdout)}
 
 
+def test_the_setting_s_none_adds_no_account_to_those_on_the_command_line(logdir: Path) -> None:
+    # BREAK_GLASS_ACCOUNTS=none is the app's explicit "no account": replay must not read it as one.
+    env = {"PATH": "/usr/bin:/bin", "BREAK_GLASS_ACCOUNTS": "None"}
+    alone = replay(str(logdir), "--format", "json", env=env)
+    assert alone.returncode == 0, alone.stderr
+    assert {a["detection"] for a in json.loads(alone.stdout)} == {"user-arm-write"}
+    both = replay(str(logdir), "--format", "json", "--break-glass", ADELE_ID, env=env)
+    assert both.returncode == 0, both.stderr
+    assert "break-glass-use" in {a["detection"] for a in json.loads(both.stdout)}
+
+
 def test_table_format_is_readable(logdir: Path) -> None:
     result = replay(str(logdir))
     assert result.returncode == 0, result.stderr

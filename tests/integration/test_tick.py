@@ -100,6 +100,24 @@ def test_late_user_write_and_break_glass_failure_alert_once(devstack: Devstack, 
     assert len(devstack.teams.messages()) == 2
 
 
+def test_with_no_webhook_alerts_stay_in_the_history_and_leave_the_outbox(
+    devstack: Devstack, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEAMS_WEBHOOK_URL", "none")
+    services = services_from_environment()
+    assert services.settings.webhooks == ()
+    now = datetime.now(UTC)
+    ingest(devstack, "AzureActivity", [arm_row("nt-1", "AdeleV@contoso.com", USER_CLAIMS)],
+           now - timedelta(minutes=9), now - timedelta(minutes=8))  # fmt: skip
+    report = tick(services, now)
+    assert (report.alerts_stored, report.delivered, report.delivery_failures) == (1, 0, 0)
+    assert [(row["Detection"], row["Delivery"]) for row in history(services)] == [
+        ("user-arm-write", "not routed")
+    ]
+    assert outbox(services) == []  # nothing left to deliver
+    assert devstack.teams.messages() == []
+
+
 def test_workload_identities_never_fire_user_arm_write(devstack: Devstack, services: Services) -> None:
     now = datetime.now(UTC)
     rows = [

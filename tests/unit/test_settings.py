@@ -1,7 +1,7 @@
 import pytest
 
 from monitors.model import Severity
-from monitors.settings import SettingsError, load_settings
+from monitors.settings import MAX_EXTRA_WEBHOOKS, SettingsError, load_settings
 
 VALID = {
     "LOG_ANALYTICS_WORKSPACE_ID": "11111111-2222-4333-8444-555555555555",
@@ -10,6 +10,9 @@ VALID = {
     "TEAMS_WEBHOOK_URL": "https://abc.environment.api.powerplatform.com/powerautomate/automations?sig=SECRET123",
     "BREAK_GLASS_ACCOUNTS": "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee, BG-Admin2@Contoso.onmicrosoft.com",
 }
+
+# What App Service leaves in a setting when it cannot resolve the reference.
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault(VaultName=kv-mfamon;SecretName=teams-webhook-url)"
 
 
 def problems(**changes: str | None) -> list[str]:
@@ -63,6 +66,14 @@ def test_valid_settings_are_typed() -> None:
         ("SOURCE_SILENCE_HOURS", "AzureActivity:6", "write Table=hours"),
         ("SOURCE_SILENT_FAILED_TICKS", "0", "SOURCE_SILENT_FAILED_TICKS is 0; it must be between 1 and 288"),
         ("SOURCE_SILENT_FAILED_TICKS", "three", "not a whole number of ticks"),
+        ("BREAK_GLASS_ACCOUNTS", None, "BREAK_GLASS_ACCOUNTS is missing"),
+        ("BREAK_GLASS_ACCOUNTS", ",,", "BREAK_GLASS_ACCOUNTS lists no account"),
+        ("BREAK_GLASS_ACCOUNTS", " ;, ", "BREAK_GLASS_ACCOUNTS lists no account"),
+        ("BREAK_GLASS_ACCOUNTS", "none, bg@contoso.com", "BREAK_GLASS_ACCOUNTS has none among accounts"),
+        ("TEAMS_WEBHOOK_URL", None, "TEAMS_WEBHOOK_URL is missing"),
+        ("TEAMS_WEBHOOK_URL", "  ", "TEAMS_WEBHOOK_URL is missing"),
+        ("TEAMS_WEBHOOK_URL", KEY_VAULT_REFERENCE, "TEAMS_WEBHOOK_URL is an unresolved Key Vault reference"),
+        ("HISTORY_BASE_URL", KEY_VAULT_REFERENCE, "HISTORY_BASE_URL is an unresolved Key Vault reference"),
     ],
 )
 def test_each_bad_setting_is_named_with_a_fix(name: str, value: str | None, expected: str) -> None:
@@ -70,6 +81,118 @@ def test_each_bad_setting_is_named_with_a_fix(name: str, value: str | None, expe
     assert len(found) == 1
     assert expected in found[0]
     assert name in found[0]
+
+
+def test_break_glass_accounts_and_the_webhook_are_required_and_the_fix_says_none_opts_out() -> None:
+    found = problems(BREAK_GLASS_ACCOUNTS=None, TEAMS_WEBHOOK_URL=None)
+    assert [p.split()[0] for p in found] == ["TEAMS_WEBHOOK_URL", "BREAK_GLASS_ACCOUNTS"]
+    assert "or none" in found[0]
+    assert "or none" in found[1]
+
+
+@pytest.mark.parametrize("value", ["none", "None", " NONE "])
+def test_none_watches_no_break_glass_account_and_says_so(value: str) -> None:
+    settings = load_settings({**VALID, "BREAK_GLASS_ACCOUNTS": value})
+    assert not settings.break_glass
+    (warning,) = settings.warnings
+    assert warning.startswith("No break-glass account is watched")
+    assert "BREAK_GLASS_ACCOUNTS" in warning
+
+
+@pytest.mark.parametrize("value", ["none", "NONE"])
+def test_none_keeps_alerts_in_the_history_only_and_says_so(value: str) -> None:
+    settings = load_settings({**VALID, "TEAMS_WEBHOOK_URL": value})
+    assert settings.webhooks == ()
+    (warning,) = settings.warnings
+    assert warning.startswith("Alerts are not posted to Teams")
+    assert "TEAMS_WEBHOOK_URL" in warning
+
+
+def test_a_complete_configuration_has_no_warning() -> None:
+    assert load_settings(VALID).warnings == ()
+
+
+def test_no_webhook_cannot_come_with_another_webhook() -> None:
+    (found,) = problems(
+        TEAMS_WEBHOOK_URL="none", TEAMS_WEBHOOK_URL_2="https://x.logic.azure.com/wf?sig=SECRET123"
+    )
+    assert found.startswith("TEAMS_WEBHOOK_URL_2 is set but TEAMS_WEBHOOK_URL is none")
+    assert "SECRET123" not in found
+
+
+def test_no_webhook_keeps_the_minimum_severity_infra_always_sets() -> None:
+    settings = load_settings({**VALID, "TEAMS_WEBHOOK_URL": "none", "TEAMS_WEBHOOK_MIN_SEVERITY": "low"})
+    assert settings.webhooks == ()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["TEAMS_WEBHOOK_URL_6", "TEAMS_WEBHOOK_URL_1", "TEAMS_WEBHOOK_URL_X", "TEAMS_WEBHOOK_URL2",
+     "TEAMS_WEBHOOK_MIN_SEVERITY_6", "TEAMS_WEBHOOK_MIN_SEVERITY_0"],
+)  # fmt: skip
+def test_a_webhook_setting_the_monitor_does_not_read_is_refused(name: str) -> None:
+    (found,) = problems(**{name: "https://x.logic.azure.com/wf?sig=SECRET123"})
+    assert found.startswith(f"{name} is not a setting the monitor reads")
+    assert "TEAMS_WEBHOOK_URL_2" in found  # the names it does read
+    assert f"_{MAX_EXTRA_WEBHOOKS}" in found
+    assert "SECRET123" not in found
+
+
+def test_an_empty_unknown_webhook_setting_configures_nothing_and_is_ignored() -> None:
+    assert len(load_settings({**VALID, "TEAMS_WEBHOOK_URL_6": ""}).webhooks) == 1
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "0 */5 * * * *",
+        "0 */1 * * * *",
+        "0 * * * * *",
+        "0 0,15,30,45 * * * *",
+        "30 */15 * * * *",
+        "0 5-59/10 * * * *",  # 5, 15, ..., 55: 10 minutes apart, also across the hour
+        "0 */7 * * * *",  # 0, 7, ..., 56: the gap across the hour is 4
+        "0 0-59/5 */1 * * *",
+        "0 3,10,17,24,31,38,45,52,59 * * * *",
+        " 0  */5 * * * * ",
+    ],
+)
+def test_schedules_that_tick_every_1_to_15_minutes_are_accepted(schedule: str) -> None:
+    assert load_settings({**VALID, "MONITOR_SCHEDULE": schedule}).schedule == schedule.strip()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ("* * * * * *", "runs more than once a minute"),
+        ("*/10 * * * * *", "runs more than once a minute"),
+        ("0,30 */5 * * * *", "runs more than once a minute"),
+        ("0 0 * * * *", "leaves 60 minutes between ticks"),
+        ("0 */20 * * * *", "leaves 20 minutes between ticks"),
+        ("0 0,15,30 * * * *", "leaves 30 minutes between ticks"),
+        ("0 10-50/5 * * * *", "leaves 20 minutes between ticks"),  # 50 to 10 past the next hour
+        ("0 0 0 * * *", "runs only in some hours"),  # daily
+        ("0 0 0 1 1 *", "runs only in some hours"),  # yearly
+        ("0 */5 8-18 * * *", "runs only in some hours; its hour field must be *"),
+        ("0 */5 * 1-15 * *", "runs only on some days of the month"),
+        ("0 */5 * * 1-6 *", "runs only in some months"),
+        ("0 */5 * * * 1-5", "runs only on some days of the week"),
+        ("0 */5 * * * MON-FRI", "is not an NCRONTAB expression"),
+        ("0 */0 * * * *", "is not an NCRONTAB expression"),
+        ("0 61 * * * *", "is not an NCRONTAB expression"),
+        ("0 30-10 * * * *", "is not an NCRONTAB expression"),
+        ("0 +5/5 * * * *", "is not an NCRONTAB expression"),
+        ("0 */5_0 * * * *", "is not an NCRONTAB expression"),
+        ("0 0-59/ * * * *", "is not an NCRONTAB expression"),
+        ("0 */5 * * *", "is not six NCRONTAB fields"),
+        ("00:05:00", "is not six NCRONTAB fields"),
+    ],
+)
+def test_schedules_outside_every_1_to_15_minutes_are_refused(schedule: str, expected: str) -> None:
+    (found,) = problems(MONITOR_SCHEDULE=schedule)
+    assert found.startswith(f"MONITOR_SCHEDULE is {schedule!r}")
+    assert expected in found
+    assert "every 1 to 15 minutes" in found  # the rule, in the hint
 
 
 def test_all_problems_are_reported_at_once() -> None:
@@ -94,6 +217,13 @@ def test_webhook_url_must_be_https_on_an_allowed_host_and_is_never_echoed(url: s
     assert len(found) == 1
     assert found[0].startswith("TEAMS_WEBHOOK_URL ")
     assert "SECRET123" not in str(found)
+
+
+def test_an_unresolved_key_vault_reference_says_where_to_look_and_is_not_echoed() -> None:
+    (found,) = problems(TEAMS_WEBHOOK_URL=KEY_VAULT_REFERENCE.upper())
+    assert "Key Vault Secrets User" in found
+    assert "restart the app" in found
+    assert "KV-MFAMON" not in found.upper()
 
 
 def test_allowed_hosts_are_configurable() -> None:

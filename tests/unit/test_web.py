@@ -392,7 +392,8 @@ def test_json_api_shape() -> None:
     response = web.alert_list(site(history_store), get("/api/alerts", {"limit": "2"}, html=False))
     assert response.content_type == "application/json; charset=utf-8"
     payload = json.loads(response.body)
-    assert set(payload) == {"alerts", "next", "next_url", "filters"}
+    assert set(payload) == {"alerts", "next", "next_url", "filters", "warnings"}
+    assert payload["warnings"] == []
     assert set(payload["alerts"][0]) == {
         "alert_id",
         "created_at",
@@ -893,6 +894,42 @@ def test_list_page_has_an_accessible_chart_and_the_active_waivers() -> None:
     assert "CISO" in text
     assert "old@contoso.com" not in text  # only active waivers on the history page
     assert f'href="/api/waivers/audit?code={KEY}"' in page
+
+
+def test_every_page_shows_what_the_settings_leave_unwatched() -> None:
+    made = make_alert(1)
+    _, history_store = store_with([made])
+    warnings = ("No break-glass account is watched: <none>", "Alerts are not posted to Teams")
+    warned = site(history_store, warnings=warnings)
+    pages = [
+        web.alert_list(warned, get("/api/alerts")).body,
+        web.alert_detail(warned, get(f"/api/alerts/{made.alert_id}")).body,
+        web.alert_detail(warned, get("/api/alerts/0000000000000-000000000000")).body,  # an error page
+    ]
+    for page in pages:
+        assert page.count('<p class="warning" role="status">') == 2
+        assert "No break-glass account is watched: <none>" in text_of(page)  # escaped, shown as text
+        assert "<none>" not in page
+    api = json.loads(web.alert_list(warned, get("/api/alerts", html=False)).body)
+    assert api["warnings"] == list(warnings)
+    assert len(api["alerts"]) == 1  # a warning, not an error: the alerts are still there
+    assert 'class="warning"' not in web.alert_list(site(history_store), get("/api/alerts")).body
+
+
+def test_settings_unavailable_is_503_in_the_format_asked_for() -> None:
+    problems = ["TEAMS_WEBHOOK_URL is missing. Use ..."]
+    page = web.settings_unavailable(get("/api/alerts", {"code": KEY}), problems)
+    assert (page.status, page.content_type) == (503, "text/html; charset=utf-8")
+    assert "TEAMS_WEBHOOK_URL is missing" in text_of(page.body)
+    assert "no tick runs" in text_of(page.body)
+    assert f'href="/api/alerts?code={KEY}"' in page.body  # the way back keeps the key
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    for request in (get("/api/alerts", html=False), get("/api/alerts", {"format": "json"})):
+        api = web.settings_unavailable(request, problems)
+        assert api.status == 503
+        payload = json.loads(api.body)
+        assert payload["problems"] == problems
+        assert "no tick runs" in payload["detail"]
 
 
 def test_waiver_audit_page_and_json() -> None:

@@ -88,7 +88,7 @@ class Stack:
 
     # --- what the app is given
 
-    def settings(self, prefix: str, break_glass: str = "", **extra: str) -> dict[str, str]:
+    def settings(self, prefix: str, break_glass: str = "none", **extra: str) -> dict[str, str]:
         """App settings pointing at this stack (as devstack.stack.Devstack.app_settings)."""
         webhook = (
             f"{self.teams.url}/webhook/oncall?api-version=1&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=devsig"

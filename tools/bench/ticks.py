@@ -66,7 +66,7 @@ def run_scale(
         op="load", dir=str(prepared), now=datetime.now(UTC).isoformat(), data_end=summary["data_end"]
     )
     say(f"  loaded in {loaded['seconds']} s (engine RSS {loaded['rss_mb']:.0f} MB)")
-    break_glass = ",".join(a["object_id"] for a in summary["break_glass"])
+    break_glass = ",".join(a["object_id"] for a in summary["break_glass"]) or "none"
     expected = {tuple(e) for e in summary["expected"]}
 
     def kinds(missing: set[tuple[str, ...]]) -> dict[str, str]:
