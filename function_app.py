@@ -102,16 +102,20 @@ def _serve(handler: Callable[[Site, Request], Response], req: func.HttpRequest) 
 
 @cache
 def _site() -> Site:
+    from monitors import health
+    from monitors.detections import enabled
     from monitors.history_store import HistoryStore
     from monitors.waivers import WaiverBook
     from monitors.web import Site, StoredSecret
 
     settings = _settings()
     store = _services().store
+    watched = enabled(settings.disabled_detections)
     return Site(
         history=HistoryStore(store), secret=StoredSecret(store), waivers=WaiverBook(store),
         auth=settings.history_auth, portal_url=settings.portal_url, base_url=settings.history_base_url,
         warnings=settings.warnings,
+        health=lambda now: health.read(store, settings.workspace_id, watched, now),
     )  # fmt: skip
 
 

@@ -122,8 +122,7 @@ def _status_table(found: Any, out: TextIO) -> None:
         "watermarks:",
     ]
     for lag in found.detections:
-        behind = f"{int(lag.lag.total_seconds() // 60)} min behind" if lag.lag is not None else "never ran"
-        lines.append(f"  {lag.detection:26} {stamp(lag.ingested_up_to):26} {behind}")
+        lines.append(f"  {lag.detection:26} {stamp(lag.ingested_up_to):26} {lag.text}")
     issues = problems(found)
     lines += ["problems:", *(f"  - {issue}" for issue in issues)] if issues else ["healthy"]
     out.write("\n".join(lines) + "\n")

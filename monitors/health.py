@@ -49,6 +49,10 @@ class DetectionLag:
     ingested_up_to: datetime | None  # None: the detection has never run
     lag: timedelta | None
 
+    @property
+    def text(self) -> str:
+        return f"{_minutes(self.lag)} behind" if self.lag is not None else "never ran"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Health:
@@ -138,9 +142,12 @@ def problems(health: Health) -> list[str]:
         found.append(
             f"queries failed {health.consecutive_failures} ticks in a row: {'; '.join(health.last_errors)}"
         )
-    for d in health.detections:
-        if d.lag is not None and d.lag > STALE_WATERMARK:
-            found.append(f"{d.detection} reads {_minutes(d.lag)} behind")
+    behind = [d for d in health.detections if d.lag is not None and d.lag > STALE_WATERMARK]
+    if behind:
+        oldest = max(d.lag for d in behind if d.lag is not None)
+        names = ", ".join(d.detection for d in behind)
+        found.append(f"{len(behind)} detections read more than {_minutes(STALE_WATERMARK)} behind "
+                     f"(up to {_minutes(oldest)}): {names}")  # fmt: skip
     if health.undeliverable:
         found.append(f"{health.undeliverable} alerts are undeliverable (see their delivery in the history)")
     return found

@@ -41,6 +41,7 @@ from monitors.adapters.table_store import StaleWrite, StateStore
 from monitors.cards import ACTIVITY_LOG, AZURE_PORTAL, SIGN_IN_LOGS, SIGN_IN_SOURCES
 from monitors.detections import DETECTIONS
 from monitors.detections.base import Detection
+from monitors.health import Health, problems
 from monitors.history import ALERT_ID, FilterError, Filters, InputError, Response
 from monitors.history_store import STATUSES, HistoryStore, StatusConflict
 from monitors.model import Alert
@@ -101,6 +102,8 @@ class Site:
     clock: Callable[[], datetime] = _now
     # What the settings deliberately leave unwatched (Settings.warnings): a banner on every page.
     warnings: Sequence[str] = ()
+    # The monitor's own health at a moment (monitors/health.py), shown above the first page.
+    health: Callable[[datetime], Health] | None = None
 
 
 class StoredSecret:
@@ -148,6 +151,9 @@ def alert_list(site: Site, request: Request) -> Response:
         return context.error(400, "These filters cannot be used", error.problems)
     page = site.history.query(filters.query())
     links = context.links
+    now = site.clock()
+    first_page = filters.after is None
+    monitor = site.health(now) if site.health is not None and first_page else None
     if not context.html:
         next_url = links.path("alerts", **filters.params(after=page.next_after)) if page.next_after else None
         return _json(200, {
@@ -156,13 +162,12 @@ def alert_list(site: Site, request: Request) -> Response:
             "next_url": next_url,
             "filters": filters.as_json(),
             "warnings": list(site.warnings),
+            **({"health": monitor.as_json()} if monitor is not None else {}),
         })  # fmt: skip
-    now = site.clock()
-    first_page = filters.after is None
     counts = site.history.daily_counts(CHART_DAYS, now) if first_page else None
     waivers = site.waivers.list(now) if site.waivers is not None and first_page else None
     view = list_view(filters, page.rows, page.next_after, counts, waivers, site.detections, links, now)
-    return context.page(200, "list.html", view)
+    return context.page(200, "list.html", {**view, "health": health_view(monitor) if monitor else None})
 
 
 def alert_detail(site: Site, request: Request) -> Response:
@@ -461,6 +466,25 @@ def _origin(url: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- view models (pure)
+
+
+def health_view(monitor: Health) -> dict[str, Any]:
+    """The monitor's own health as the page shows it: problems first, then the figures."""
+
+    def stamp(value: datetime | None) -> str:
+        return _when(value) if value else "never"
+
+    return {
+        "problems": problems(monitor),
+        "facts": [
+            ("Last successful tick", stamp(monitor.last_success_at)),
+            ("Last tick", f"{stamp(monitor.last_tick_at)} ({monitor.last_outcome or 'none recorded'})"),
+            ("Ticks in a row with failed queries", str(monitor.consecutive_failures)),
+            ("Alerts waiting for Teams", str(monitor.outbox_waiting)),
+            ("Undeliverable alerts", str(monitor.undeliverable)),
+        ],
+        "lags": [(d.detection, d.text) for d in monitor.detections],
+    }
 
 
 def list_view(

@@ -468,3 +468,32 @@ def test_the_csrf_secret_lives_in_table_storage(serve: Callable) -> None:
     assert entity is not None
     assert len(entity["Value"]) >= 43
     assert entity["Value"] not in json.dumps(dict(__import__("os").environ))
+
+
+def test_the_first_page_shows_the_monitor_s_health(serve: Callable, devstack: Devstack) -> None:
+    """A healthy monitor says so; queries failing three ticks in a row are a problem on top."""
+    from monitors.bootstrap import tick
+
+    served = serve()
+    services = services_from_environment()
+    row = {"TimeGenerated": (NOW - timedelta(minutes=4)).isoformat(), "Id": "health-ordinary",
+           "UserId": "0d4c5a1e-8f3b-4b6a-9c2d-7e1f0a9b8c7d", "ResultType": "0",
+           "_IngestionTime": (NOW - timedelta(minutes=3)).isoformat()}  # fmt: skip
+    devstack.log_analytics.ingest("SigninLogs", [row])  # the workspace's clock: 3 min ago
+    tick(services, NOW)
+    healthy = html.unescape(served.page("alerts").text)
+    assert "Monitor health: healthy" in healthy
+    assert 'role="alert">Monitor:' not in healthy
+    devstack.log_analytics.set_fault("500", count=1000, match="LatestIngestion = max")
+    try:
+        for n in range(1, 4):
+            assert tick(services, NOW + timedelta(minutes=5 * n)).query_errors  # the fault fired
+    finally:
+        devstack.log_analytics.clear_faults()
+    shown = html.unescape(served.page("alerts").text)
+    assert "Monitor: queries failed 3 ticks in a row: latest-ingestion" in shown
+    assert "Ticks in a row with failed queries</dt><dd>3" in shown
+    found = served.api("alerts")["health"]
+    assert found["consecutive_failures"] == 3
+    assert found["problems"][0].startswith("queries failed 3 ticks in a row")
+    assert "health" not in served.api("alerts", after="9" * 13 + "-" + "a" * 12)  # first page only

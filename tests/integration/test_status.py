@@ -82,3 +82,16 @@ def test_failing_queries_show_as_problems(
     assert code == 1
     assert "problems:" in text
     assert "failing ticks   3" in text
+
+
+def test_detections_that_cannot_move_forward_are_one_problem(
+    app_env: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty workspace: the windows hold a day back, every detection is behind (one line)."""
+    tick(services_from_environment(), datetime.now(UTC))
+    code, found = status(capsys)
+    assert code == 1
+    (behind,) = found["problems"]
+    assert behind.startswith(
+        f"{len(found['detections'])} detections read more than 30 min behind (up to 24.0 h)"
+    )
