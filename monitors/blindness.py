@@ -19,7 +19,6 @@ from datetime import datetime
 from monitors import alerts
 from monitors.adapters.table_store import StateStore
 from monitors.detections import source_silent
-from monitors.detections.base import Detection
 from monitors.history_store import StatusConflict
 from monitors.model import Alert, Finding
 from monitors.settings import Settings
@@ -35,14 +34,11 @@ def watch_queries(
     store: StateStore,
     state: AlertState,
     settings: Settings,
-    detections: Sequence[Detection],
     query_errors: Sequence[str],
     now: datetime,
     targets: Callable[[Alert], tuple[str, ...]],
 ) -> list[str]:
     """Count this tick's outcome; return the ids of alerts stored (zero or one)."""
-    if not any(d.id == source_silent.ID for d in detections):
-        return []  # source-silent switched off: nothing to count for
     entity = store.get(TABLE, settings.workspace_id, ROW)
     failures = int(entity["ConsecutiveFailures"]) if entity else 0
     if not query_errors:

@@ -440,8 +440,10 @@ def _failed_ticks(raw: str) -> int:
     return ticks
 
 
-# Break-glass use must never go unnoticed: no setting can switch it off (nor can a waiver).
-ALWAYS_ON_DETECTIONS = frozenset({"break-glass-use"})
+# Break-glass use must never go unnoticed: no setting can switch it off (nor can a waiver). Nor
+# source-silent, the monitor's watch over itself: without it failing queries, silent tables and
+# unreadable seconds would alert nobody (a table not exported on purpose is set to 0 hours instead).
+ALWAYS_ON_DETECTIONS = frozenset({"break-glass-use", "source-silent"})
 
 
 def _detection_ids(raw: str) -> frozenset[str]:

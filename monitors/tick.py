@@ -169,7 +169,7 @@ def _run_steps(
         _detect(services, state, detection, now, late, latest, report, lease)
     # --- source-silent: queries failing tick after tick are an alert of their own
     blind = blindness.watch_queries(
-        services.store, state, settings, detections, report.query_errors, now,
+        services.store, state, settings, report.query_errors, now,
         lambda alert: _targets(alert, settings.webhooks),
     )  # fmt: skip
     report.alerts_stored += len(blind)

@@ -59,6 +59,7 @@ def test_valid_settings_are_typed() -> None:
         ("WAIVER_REMINDER_DAYS", "-1", "between 0 and 60"),
         ("DISABLED_DETECTIONS", "user-arm-write,typo-write", "DISABLED_DETECTIONS names 'typo-write'"),
         ("DISABLED_DETECTIONS", "Break-Glass-Use", "break-glass-use, which cannot be switched off"),
+        ("DISABLED_DETECTIONS", "source-silent", "source-silent, which cannot be switched off"),
         ("BREAK_GLASS_DRILL_DAYS", "3", "BREAK_GLASS_DRILL_DAYS is 3; it must be between 7 and 365"),
         ("BREAK_GLASS_DRILL_DAYS", "quarterly", "not a whole number of days"),
         ("SOURCE_SILENCE_HOURS", "SignInLog=2", "SOURCE_SILENCE_HOURS names 'SignInLog'; watched tables are"),
@@ -318,11 +319,13 @@ def test_blindness_settings_default_and_parse() -> None:
     assert tuned.source_silent_failed_ticks == 6
 
 
-def test_weak_method_source_silent_and_service_account_can_each_be_switched_off() -> None:
+def test_every_detection_but_the_two_always_on_can_be_switched_off() -> None:
     from monitors.detections import enabled
 
-    new = ("source-silent", "break-glass-weak-method", "user-service-account", "mfa-blocked-automation",
+    new = ("break-glass-weak-method", "user-service-account", "mfa-blocked-automation",
            "ropc-sign-in", "guest-arm-write", "policy-mfa-audit")  # fmt: skip
     settings = load_settings({**VALID, "DISABLED_DETECTIONS": ",".join(new)})
     assert settings.disabled_detections == set(new)
-    assert [d.id for d in enabled(settings.disabled_detections)] == ["user-arm-write", "break-glass-use"]
+    assert [d.id for d in enabled(settings.disabled_detections)] == [
+        "user-arm-write", "break-glass-use", "source-silent"
+    ]  # fmt: skip
