@@ -37,7 +37,9 @@ Ground truth, per principal in the manifest (`expected`):
   in the non-interactive log or over ROPC, or a user's Administrative write refused by the
   built-in MFA policy in deny mode (`mandatory_mfa_script`).
 - "ropc-sign-in": a user's ROPC sign-in whose password was accepted (success, MFA required, 53003).
-- "guest-arm-write": a guest is the caller of an `Administrative` AzureActivity row.
+- "guest-arm-write": a guest is the caller of an `Administrative` AzureActivity row. A guest's ARM
+  rows have the shape Microsoft's samples show: Caller its e-mail, no upn claim, and its home
+  tenant's issuer in the identity provider claim (`IDENTITY_PROVIDER_CLAIM`).
 - "policy-mfa-audit": a user is the caller of a built-in MFA policy's audit event (`Policy`).
 
 Rows are grouped by principal, then day, not sorted by time: load them, don't replay them in order.
@@ -74,6 +76,10 @@ ACTIVITY = "AzureActivity"
 TABLES = (SIGNIN, NONINTERACTIVE, ACTIVITY)
 
 ARM_AUDIENCE = "https://management.core.windows.net/"
+# Claim keys as AzureActivity's Claims column stores them (the JWT's idp, email and upn).
+IDENTITY_PROVIDER_CLAIM = "http://schemas.microsoft.com/identity/claims/identityprovider"
+EMAIL_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
+UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 MICROSOFT_SERVICES_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"  # owns the first-party apps
 
 # Built-in Azure Policy definitions that audit user writes without MFA (DOMAIN.md section 1).
@@ -335,7 +341,7 @@ class Principal:
     ropc: bool = False  # service accounts: password grant on every run instead of a refresh token
     cadence_min: int = 0  # automation: minutes between runs
     phase_min: int = 0  # automation: first run, minutes after midnight UTC
-    upn_claim: bool = True  # guests: some tokens carry no upn claim
+    mail: str | None = None  # guests: the e-mail address they were invited with, their Caller in ARM
     idtyp_claim: bool = False  # newer user tokens carry idtyp=user
 
     @property
@@ -960,7 +966,13 @@ def _claims(
     rng: random.Random,
     tenant: Tenant,
 ) -> dict[str, str]:
-    """The ARM access token's claims as AzureActivity records them (v1 token, string values)."""
+    """The ARM access token's claims as AzureActivity records them (v1 token, string values). The
+    Activity Log keeps most JWT claims under the long claim-type URIs (`idp` under
+    http://schemas.microsoft.com/identity/claims/identityprovider, `upn`, `oid`, `email`...), as the
+    real export in tests/fixtures and Microsoft's Activity Log samples show. A B2B guest's token
+    (Microsoft's samples: "Monitoring Azure Monitor data reference", its Create/Delete Action Group
+    events; "Understand user tokens in B2B collaboration") names its home tenant as identity
+    provider, carries its e-mail and no upn claim."""
     iat = int(issued.timestamp())
     issuer = f"https://sts.windows.net/{tenant.tenant_id}/"
     claims = {
@@ -976,7 +988,7 @@ def _claims(
                 "aio": _b64(rng, 40),
                 "appid": app_id,
                 "appidacr": "2",
-                "idp": issuer,
+                IDENTITY_PROVIDER_CLAIM: issuer,
                 "idtyp": "app",
                 "http://schemas.microsoft.com/identity/claims/objectidentifier": who.object_id,
                 "rh": f"0.A{_b64(rng, 36)}.",
@@ -991,6 +1003,7 @@ def _claims(
         claims["xms_tcdt"] = str(tenant.created_epoch)
         return claims
     first, _, last = who.display_name.partition(" ")
+    guest = who.home_tenant_id != tenant.tenant_id  # authenticated by its home tenant
     claims.update(
         {
             "http://schemas.microsoft.com/claims/authnclassreference": "1",
@@ -998,12 +1011,14 @@ def _claims(
             "http://schemas.microsoft.com/claims/authnmethodsreferences": amr,
             "appid": app_id,
             "appidacr": "2" if app_id == PORTAL.app_id else "0",
-            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname": last,
-            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname": first,
         }
     )
-    if who.home_tenant_id != tenant.tenant_id:  # a guest: authenticated by the home tenant
-        claims["idp"] = f"https://sts.windows.net/{who.home_tenant_id}/"
+    if guest:
+        claims[EMAIL_CLAIM] = who.mail or ""
+    claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname"] = last
+    claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"] = first
+    if guest:
+        claims[IDENTITY_PROVIDER_CLAIM] = f"https://sts.windows.net/{who.home_tenant_id}/"
     if who.idtyp_claim:
         claims["idtyp"] = "user"
     claims.update(
@@ -1016,13 +1031,21 @@ def _claims(
             "http://schemas.microsoft.com/identity/claims/scope": "user_impersonation",
             "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier": _b64(rng, 32),
             "http://schemas.microsoft.com/identity/claims/tenantid": tenant.tenant_id,
-            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name": who.upn or "",
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name": who.mail or who.upn or "",
         }
     )
-    if who.upn_claim:
-        claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = who.upn or ""
+    if not guest:  # a guest's token carries no upn claim
+        claims[UPN_CLAIM] = who.upn or ""
     claims.update({"uti": uti, "ver": "1.0", "xms_tcdt": str(tenant.created_epoch)})
     return claims
+
+
+def caller_of(who: Principal) -> str:
+    """AzureActivity's Caller: the e-mail claim, else the upn, else the object id (workloads).
+    A guest's token has no upn claim: its Caller is its e-mail (Microsoft's guest samples)."""
+    if not who.is_user:
+        return who.object_id
+    return who.mail or who.upn or who.object_id
 
 
 def _parse_resource_id(rid: str) -> tuple[str, str, str]:
@@ -1067,7 +1090,7 @@ def activity_records(
     rng = rng or _SYSTEM_RNG
     when = _utc(when)
     ip = ip or who.ip
-    caller = who.upn if who.is_user and who.upn else who.object_id  # a GUID for workload identities
+    caller = caller_of(who)
     claims = _claims(
         who,
         app_id=app_id or who.app_id or PORTAL.app_id,
@@ -1417,7 +1440,7 @@ def _human(kind: Kind, i: int, rng: random.Random, tenant: Tenant) -> Principal:
             auth=rng.choice((PASSWORD_APP, PASSWORD_APP, PASSWORD)),
             azure_rate=0.5,
             write_rate=0.5 if rng.random() < 0.5 else 0.0,
-            upn_claim=rng.random() < 0.5,
+            mail=f"{local.lower()}@{home_domain}",
         )
     upn = f"{local}@{tenant.domain}"
     if kind == "admin":
@@ -2188,9 +2211,9 @@ class Manifest:
     late_rows (ingested > 1 h after TimeGenerated) and duplicate_rows per table, counting lines as
     they are in the files; kinds (principals per kind); break_glass [{object_id,
     user_principal_name, display_name}]; principals [{kind, object_id, user_principal_name,
-    display_name, user_type, home_tenant_id, app_id, mi_resource_id, tool, mfa, role_assignment
-    {role, principal_type, principal_id}, expected: ["user-arm-write", "break-glass-use"] or a
-    subset}]."""
+    mail (guests: their Caller in AzureActivity), display_name, user_type, home_tenant_id, app_id,
+    mi_resource_id, tool, mfa, role_assignment {role, principal_type, principal_id}, expected:
+    ["user-arm-write", "break-glass-use"] or a subset}]."""
 
     seed: int
     users: int
@@ -2240,6 +2263,7 @@ class Manifest:
             "kind": p.kind,
             "object_id": p.object_id,
             "user_principal_name": p.upn,
+            "mail": p.mail,
             "display_name": p.display_name,
             "user_type": p.user_type,
             "home_tenant_id": p.home_tenant_id,

@@ -172,11 +172,18 @@ def _mfa_text(activity: UserArmActivity) -> str:
 
 
 # --- cases: raw AzureActivity rows, run through the KQL above by tests/unit/test_detections.py
+#
+# Shapes: a member's token and the Start/Success rows as in the real export
+# tests/fixtures/sentinel-training-lab/azureActivity_adele.csv; a guest's token (no upn claim, the
+# e-mail as Caller, the home's identity provider under its long key) as in Microsoft's Activity
+# Log samples cited in guest_arm_write.py.
 
 ADELE = "9b117c67-170e-4aed-9702-658b3fddc889"
 AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
 UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 OID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+IDP = "http://schemas.microsoft.com/identity/claims/identityprovider"
+EMAIL = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
 MANAGED_IDENTITY = (
     "/subscriptions/x/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a"
 )
@@ -242,17 +249,18 @@ CASES = (
         findings=1,
     ),
     Case(
-        name="a guest token without a upn claim: the Caller names the guest",
+        name="a guest's token has no upn claim: the Caller, its e-mail, names the guest",
         rows={
             "AzureActivity": [
                 arm_row(
                     "e10",
-                    "lars.ng_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+                    "lars.ng@fabrikam.com",
                     {
                         "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
                         AMR: "pwd",
+                        EMAIL: "lars.ng@fabrikam.com",
+                        IDP: "https://sts.windows.net/c72298a0-1263-446b-88be-218b13844c82/",
                         OID: "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d",
-                        "idp": "https://sts.windows.net/c72298a0-1263-446b-88be-218b13844c82/",
                     },
                 )
             ]

@@ -176,7 +176,7 @@ class NaiveReader:
             upn = _text(claims.get(UPN))
             caller = row.get("Caller") or ""
             methods = _text(claims.get(AMR))
-            # a guest's user token may lack upn: its Caller names the guest, its amr is there
+            # a guest's user token has no upn: its Caller (its e-mail) names the guest, its amr is there
             if not upn and ("@" not in caller or (has_claims and not methods)):
                 continue
             user = (upn or caller).lower()
