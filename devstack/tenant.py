@@ -20,8 +20,11 @@ which alert. Three layers, top to bottom:
 
 Ground truth, per principal in the manifest (`expected`):
 - "user-arm-write": a user object (member, guest, service account or break-glass account) is the
-  caller of at least one `Administrative` AzureActivity row. Every generated Administrative
-  operation is a write, delete or action (the Activity Log never holds reads).
+  caller of at least one `Administrative` write or delete (an OperationNameValue ending in /write
+  or /delete). Every generated Administrative operation is a write, delete or action (the
+  Activity Log never holds reads); actions (/action: listKeys, a VM start) are no writes: a
+  principal with actions only (service accounts whose scripts only start and stop things)
+  expects no user-arm-write.
 - "break-glass-use": any row of a break-glass account, in either sign-in table (failures included)
   or in AzureActivity.
 - "source-silent": whoever deletes a diagnostic setting (the showcase admin deletes the Activity
@@ -37,7 +40,7 @@ Ground truth, per principal in the manifest (`expected`):
   in the non-interactive log or over ROPC, or a user's Administrative write refused by the
   built-in MFA policy in deny mode (`mandatory_mfa_script`).
 - "ropc-sign-in": a user's ROPC sign-in whose password was accepted (success, MFA required, 53003).
-- "guest-arm-write": a guest is the caller of an `Administrative` AzureActivity row. A guest's ARM
+- "guest-arm-write": a guest is the caller of an `Administrative` write or delete. A guest's ARM
   rows have the shape Microsoft's samples show: Caller its e-mail, no upn claim, and its home
   tenant's issuer in the identity provider claim (`IDENTITY_PROVIDER_CLAIM`).
 - "policy-mfa-audit": a user is the caller of a built-in MFA policy's audit event (`Policy`).
@@ -2098,7 +2101,7 @@ def mandatory_mfa_script(world: World, principals: tuple[Principal, ...], seed: 
 
 
 def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
-    """The issue-8 detections this row should raise for its principal (see the module docstring)."""
+    """The mandatory-MFA detections this row should raise for its principal (see the module docstring)."""
     if not who.is_user:
         return ()
     table = row["Type"]
@@ -2112,9 +2115,9 @@ def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
             found += (ROPC_SIGN_IN,)  # the password was accepted: a wrong one (50126) is guessing
         return found
     category = row.get("CategoryValue")
-    if category == "Administrative" and who.kind == "guest":
+    if is_write(row) and who.kind == "guest":
         found += (GUEST_ARM_WRITE,)
-    if category == "Administrative" and row["ActivityStatusValue"] == "Failure":
+    if is_write(row) and row["ActivityStatusValue"] == "Failure":
         message = str(row["Properties_d"].get("statusMessage") or "")
         if "RequestDisallowedByPolicy" in message and MFA_POLICY_WRITE in message:
             found += (MFA_BLOCKED_AUTOMATION,)
@@ -2292,10 +2295,16 @@ def _account(p: Principal) -> dict[str, Any]:
     return {"object_id": p.object_id, "user_principal_name": p.upn, "display_name": p.display_name}
 
 
+def is_write(row: Row) -> bool:
+    """An Administrative AzureActivity row of a create, update or delete; actions are no writes."""
+    operation = str(row.get("OperationNameValue", "")).lower()
+    return row.get("CategoryValue") == "Administrative" and operation.endswith(("/write", "/delete"))
+
+
 def _verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     """Which detections this row should raise for its principal (see the module docstring)."""
     found: tuple[str, ...] = (BREAK_GLASS_USE,) if who.kind == "break-glass" else ()
-    if who.is_user and row["Type"] == ACTIVITY and row.get("CategoryValue") == "Administrative":
+    if who.is_user and row["Type"] == ACTIVITY and is_write(row):
         found += (USER_ARM_WRITE,)
     found += watcher_verdicts(who, row)
     return found + _mandatory_mfa_verdicts(who, row)

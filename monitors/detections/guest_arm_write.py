@@ -6,6 +6,11 @@ this tenant's cross-tenant access settings trust the home tenant's MFA. Nobody i
 manages the guest's credentials, so when a partner's script or consultant writes here someone
 must own the relationship: who invited them, does the access still make sense, will it break.
 
+What counts as a write: operations whose name ends in /write (create, update) or /delete, the
+operations mandatory MFA covers. Actions (/action: POST requests such as listKeys, what-if or
+the checks a portal blade makes when it opens) never raise the alert; when they come with
+writes, the alert lists them as a separate fact.
+
 A guest is recognised from its token (AzureActivity has no UserType): the identity provider
 claim (`idp`, stored as http://schemas.microsoft.com/identity/claims/identityprovider) names
 someone other than this tenant's issuer: another tenant (https://sts.windows.net/<home>/) or
@@ -98,6 +103,11 @@ class GuestEvent:
         return self.status.lower() in ("failure", "failed")
 
     @property
+    def is_write(self) -> bool:
+        """Create, update or delete; an /action (a POST such as listKeys) is not a write."""
+        return self.operation.endswith(("/write", "/delete"))
+
+    @property
     def home_tenant(self) -> str | None:
         """The home tenant id from the idp claim (https://sts.windows.net/<id>/), a personal
         Microsoft account, else the provider as the claim names it."""
@@ -120,7 +130,7 @@ def parse(row: Row) -> GuestEvent:
         event_id=event_id,
         time=when(row, "TimeGenerated"),
         principal=Principal(user_id=user_id, user_principal_name=upn.lower() if upn else None),
-        operation=text(row, "Operation", required=True, limit=200) or "",
+        operation=(text(row, "Operation", required=True, limit=200) or "").lower(),
         operation_key=text(row, "OperationKey", limit=64) or event_id,
         status=text(row, "Status", limit=32) or "unknown",
         with_mfa="mfa" in (text(row, "AuthMethods", limit=64) or "").lower().split(","),
@@ -134,13 +144,15 @@ def parse(row: Row) -> GuestEvent:
 
 
 def evaluate(events: Sequence[GuestEvent], context: Context) -> list[Finding]:
-    return [
-        _finding(group) for group in new_groups(events, lambda e: e.principal.key, context.known_principals)
-    ]
+    """One finding per new guest that wrote; a guest whose rows are all actions raises nothing."""
+    groups = new_groups(events, lambda e: e.principal.key, context.known_principals)
+    return [_finding(group) for group in groups if any(e.is_write for e in group)]
 
 
-def _finding(events: list[GuestEvent]) -> Finding:
-    principal = next((e.principal for e in events if e.principal.user_id), events[0].principal)
+def _finding(group: list[GuestEvent]) -> Finding:
+    events = [e for e in group if e.is_write]
+    actions = [e for e in group if not e.is_write]
+    principal = next((e.principal for e in group if e.principal.user_id), group[0].principal)
     operations = distinct([e.operation_key for e in events])
     without_mfa = distinct([e.operation_key for e in events if not e.with_mfa])
     failed = distinct([e.operation_key for e in events if e.failed])
@@ -159,7 +171,8 @@ def _finding(events: list[GuestEvent]) -> Finding:
             ("Object id (this tenant)", principal.user_id or "not in the log"),
             ("Home tenant", home),
             ("Invited by", INVITER),
-            ("Operations", f"{len(operations)} ({len(events)} log rows): {names}"),
+            ("Writes and deletes", f"{len(operations)} ({len(events)} log rows): {names}"),
+            *_actions_fact(actions),
             ("MFA", mfa),
             ("Failed", f"{len(failed)} of {len(operations)} operations"),
             ("Tools", summarize_list(tools)),
@@ -173,6 +186,15 @@ def _finding(events: list[GuestEvent]) -> Finding:
         first_time=events[0].time,
         last_time=events[-1].time,
     )
+
+
+def _actions_fact(actions: list[GuestEvent]) -> tuple[tuple[str, str], ...]:
+    """Actions that came with the writes (POST requests such as listKeys): shown, never counted."""
+    if not actions:
+        return ()
+    operations = distinct([e.operation_key for e in actions])
+    names = summarize_list(distinct([e.operation for e in actions]))
+    return (("Actions (not writes)", f"{len(operations)}: {names}"),)
 
 
 def _line(event: GuestEvent) -> EventLine:
@@ -211,6 +233,8 @@ def _line(event: GuestEvent) -> EventLine:
 #   articles/event-grid/event-schema-subscriptions.md, its listKeys/action sample).
 # - A member's token: the real export tests/fixtures/sentinel-training-lab/azureActivity_adele.csv
 #   has no identity provider claim at all.
+# - Actions: listKeys and virtualMachines/start are resource provider operations Microsoft
+#   documents, and logs in the Administrative category (the Event Grid sample above).
 
 RESOURCE_TENANT = "d8d95641-7656-4287-916b-1ab0d7670dce"
 HOME_TENANT = "c72298a0-1263-446b-88be-218b13844c82"
@@ -270,6 +294,9 @@ def arm_row(
     }
 
 
+LIST_KEYS = "Microsoft.Storage/storageAccounts/listKeys/action"
+VM_START = "Microsoft.Compute/virtualMachines/start/action"
+
 CASES = (
     Case(
         name="a partner tenant's guest: no upn, Caller the e-mail; Start and Success are one write",
@@ -294,6 +321,31 @@ CASES = (
             ]
         },
         findings=1,
+    ),
+    Case(
+        name="a guest's actions with a write: one alert, the actions listed apart",
+        rows={
+            "AzureActivity": [
+                arm_row("g4", GUEST_MAIL, guest_claims(), operation=LIST_KEYS),
+                arm_row("g5", GUEST_MAIL, guest_claims(), operation="MICROSOFT.WEB/SITES/DELETE"),
+            ]
+        },
+        findings=1,
+    ),
+    Case(
+        name="a guest that only runs actions (listKeys, starting a VM) does not fire",
+        rows={
+            "AzureActivity": [
+                arm_row("g6", GUEST_MAIL, guest_claims(), operation=LIST_KEYS),
+                arm_row(
+                    "g7",
+                    MSA_GUEST_MAIL,
+                    guest_claims("live.com", "pwd", MSA_GUEST_MAIL, MSA_GUEST_ID),
+                    operation=VM_START,
+                ),
+            ]
+        },
+        findings=0,
     ),
     Case(
         name="members of this tenant do not fire: no idp claim, or this tenant's issuer",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def test_reading_only_the_columns_the_queries_name_changes_no_finding(logdir: Pa
     assert findings(pruned=True) == everything
 
 
-# --------------------------------------------------------------------------- guests, real shapes
+# --------------------------------------------------------------------------- guests and actions, real shapes
 #
 # Rows derived from the real export by editing copies of it, as above. What is changed comes
 # from Microsoft's own records of the same things:
@@ -189,6 +190,11 @@ def test_reading_only_the_columns_the_queries_name_changes_no_finding(logdir: Pa
 #   behind "live.com#". A guest from another Entra tenant has that tenant's issuer as idp and its
 #   e-mail as unique_name ("Understand user tokens in B2B collaboration", MicrosoftDocs/entra-docs
 #   docs/external-id/user-token.md).
+# - Actions: Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action ("Check user
+#   authorization and license", granted to the built-in Microsoft Sentinel Reader role:
+#   MicrosoftDocs/azure-docs articles/role-based-access-control/built-in-roles/security.md) and
+#   Microsoft.Storage/storageAccounts/listKeys/action are resource provider operations Microsoft
+#   documents; the export's own operation names are upper-case, so are these.
 
 IDP = "http://schemas.microsoft.com/identity/claims/identityprovider"
 EMAIL = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
@@ -196,6 +202,8 @@ NAME = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
 UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 PARTNER_TENANT = "c72298a0-1263-446b-88be-218b13844c82"
 GUEST_MAIL = "adele.vance@fabrikam.example"
+CHECK_REQUIREMENTS = "MICROSOFT.SECURITYINSIGHTS/DATACONNECTORSCHECKREQUIREMENTS/ACTION"
+LIST_KEYS = "MICROSOFT.STORAGE/STORAGEACCOUNTS/LISTKEYS/ACTION"
 
 
 def edit_rows(path: Path, edit: Callable[[int, dict[str, str]], None]) -> None:
@@ -235,6 +243,17 @@ def as_guest(idp: str, mail: str) -> Callable[[int, dict[str, str]], None]:
     return edit
 
 
+ACTION_OR_MESSAGE = re.compile(r'("(?:action|message)": ?")[^"]*/(?:write|delete)"', re.IGNORECASE)
+
+
+def as_action(row: dict[str, str], operation: str) -> None:
+    """One exported row, its operation (the name, Authorization.action, Properties.message)
+    replaced by an action on the same resource."""
+    row["OperationNameValue"] = operation
+    for column in ("Authorization", "Authorization_d", "Properties", "Properties_d"):
+        row[column] = ACTION_OR_MESSAGE.sub(lambda m: f'{m.group(1)}{operation}"', row[column])
+
+
 @pytest.mark.parametrize(
     ("idp", "home"),
     [
@@ -256,6 +275,7 @@ def test_a_guests_real_shaped_arm_writes_raise_guest_arm_write(logdir: Path, idp
     assert guest["facts"]["Home tenant"] == home
     assert guest["facts"]["MFA"].startswith("NO")
     assert len(guest["event_ids"]) == 23
+    assert "Actions (not writes)" not in guest["facts"]
     assert alerts["user-arm-write"]["user_principal_name"] == GUEST_MAIL
 
 
@@ -264,6 +284,37 @@ def test_the_member_export_raises_no_guest_alert(logdir: Path) -> None:
     assert IDP not in (logdir / "AzureActivity.csv").read_text(encoding="utf-8-sig")
     found, _ = replay_json(logdir)
     assert "guest-arm-write" not in {a["detection"] for a in found}
+
+
+def test_a_portal_session_of_actions_only_raises_no_user_arm_write(logdir: Path) -> None:
+    """Adele's session with every operation an action (a Sentinel blade's requirement check,
+    listKeys): nothing is raised. Before, actions were counted as ARM writes."""
+    edit_rows(
+        logdir / "AzureActivity.csv",
+        lambda n, row: as_action(row, CHECK_REQUIREMENTS if n % 2 else LIST_KEYS),
+    )
+    text = (logdir / "AzureActivity.csv").read_text(encoding="utf-8")
+    assert text.count(CHECK_REQUIREMENTS) + text.count(LIST_KEYS) >= 23
+    assert not re.search(r"/(write|delete)\b", text, re.IGNORECASE)
+    found, stderr = replay_json(logdir)
+    assert found == []
+    assert "skipped" not in stderr
+
+
+def test_actions_that_come_with_writes_are_shown_apart(logdir: Path) -> None:
+    """The first five rows made actions, the rest left as exported: one user-arm-write alert whose
+    events are the writes and deletes, the actions a fact of their own."""
+
+    def first_five(n: int, row: dict[str, str]) -> None:
+        if n < 5:
+            as_action(row, CHECK_REQUIREMENTS)
+
+    edit_rows(logdir / "AzureActivity.csv", first_five)
+    (alert,) = replay_json(logdir)[0]
+    assert alert["detection"] == "user-arm-write"
+    assert len(alert["event_ids"]) == 23 - 5
+    assert alert["facts"]["Actions (not writes)"].endswith(CHECK_REQUIREMENTS.lower())
+    assert "action" not in alert["facts"]["Operation names"]
 
 
 # --------------------------------------------------------------------------- the mandatory-MFA detections

@@ -124,6 +124,16 @@ def administrative(rows: Rows) -> list[dict[str, Any]]:
     return [r for r in rows[ACTIVITY] if r["CategoryValue"] == "Administrative"]
 
 
+def is_write(row: dict[str, Any]) -> bool:
+    """An Administrative create, update or delete: actions (/action) are no writes."""
+    operation = row["OperationNameValue"]
+    return row["CategoryValue"] == "Administrative" and bool(re.search(r"/(write|delete)$", operation, re.I))
+
+
+def writes(rows: Rows) -> list[dict[str, Any]]:
+    return [r for r in rows[ACTIVITY] if is_write(r)]
+
+
 def by_caller(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Principals by AzureActivity's Caller: a member's UPN, a guest's e-mail (no upn claim)."""
     return {
@@ -449,7 +459,7 @@ def test_service_accounts_fail_mfa_after_enforcement(
 def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) -> None:
     users = by_caller(manifest)
     truth: dict[str, set[str]] = defaultdict(set)
-    for row in administrative(rows):
+    for row in writes(rows):
         if row["Caller"] in users:
             truth[users[row["Caller"]]["object_id"]].add(USER_ARM_WRITE)
     break_glass = {a["object_id"] for a in manifest["break_glass"]}
@@ -489,7 +499,7 @@ def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) 
 
 
 def _mandatory_mfa_truth(rows: Rows, manifest: dict[str, Any], truth: dict[str, set[str]]) -> None:
-    """The issue-8 detections, derived from the rows independently of the generator's verdicts."""
+    """The mandatory-MFA detections, derived from the rows independently of the generator's verdicts."""
     kinds = {p["object_id"]: p["kind"] for p in manifest["principals"]}
     users = by_caller(manifest)
     for table in (SIGNIN, NONINTERACTIVE):
@@ -507,10 +517,14 @@ def _mandatory_mfa_truth(rows: Rows, manifest: dict[str, Any], truth: dict[str, 
         who = users.get(row["Caller"])
         if who is None:
             continue
-        if row["CategoryValue"] == "Administrative" and who["kind"] == "guest":
+        if is_write(row) and who["kind"] == "guest":
             truth[who["object_id"]].add(GUEST_ARM_WRITE)
         status = str(row["Properties_d"].get("statusMessage") or "")
-        if row["ActivityStatusValue"] == "Failure" and "RequestDisallowedByPolicy" in status:
+        if (
+            is_write(row)
+            and row["ActivityStatusValue"] == "Failure"
+            and "RequestDisallowedByPolicy" in status
+        ):
             assert tenant.MFA_POLICY_WRITE in status
             truth[who["object_id"]].add(MFA_BLOCKED_AUTOMATION)
         if row["OperationNameValue"] == "Microsoft.Authorization/policies/audit/action":

@@ -238,7 +238,9 @@ def _prepare(source: Path, out: Path, full_rows: bool) -> dict[str, Any]:
                 continue
             if is_bg:
                 expected.add((BREAK_GLASS, who["object_id"]))
-            if who["kind"] not in WORKLOAD_KINDS and row.get("CategoryValue") == "Administrative":
+            administrative = row.get("CategoryValue") == "Administrative"
+            written = (row.get("OperationNameValue") or "").lower().endswith(("/write", "/delete"))
+            if who["kind"] not in WORKLOAD_KINDS and administrative and written:  # actions are no writes
                 expected.add((USER_WRITE, who["object_id"]))
     rows[ACTIVITY] = kept
     return {
