@@ -22,9 +22,9 @@ Ground truth, per principal in the manifest (`expected`):
 - "user-arm-write": a user object (member, guest, service account or break-glass account) is the
   caller of at least one `Administrative` write or delete (an OperationNameValue ending in /write
   or /delete). Every generated Administrative operation is a write, delete or action (the
-  Activity Log never holds reads); actions (/action: listKeys, a VM start) are no writes: a
-  principal with actions only (service accounts whose scripts only start and stop things)
-  expects no user-arm-write.
+  Activity Log never holds reads); actions (/action: listKeys, a VM start, the checks a portal
+  blade makes) are no writes: a principal with actions only (the showcase's portal browser, and
+  service accounts whose scripts only start and stop things) expects no user-arm-write.
 - "break-glass-use": any row of a break-glass account, in either sign-in table (failures included)
   or in AzureActivity.
 - "source-silent": whoever deletes a diagnostic setting (the showcase admin deletes the Activity
@@ -341,6 +341,7 @@ class Principal:
     role_principal_id: str = ""  # the assignment's principal (a group id for Group); object_id if empty
     azure_rate: float = 0.0  # chance per working day of an ARM session
     write_rate: float = 0.0  # chance that an ARM session writes
+    browse_rate: float = 0.5  # chance that a portal session without writes opens blades that POST actions
     ropc: bool = False  # service accounts: password grant on every run instead of a refresh token
     cadence_min: int = 0  # automation: minutes between runs
     phase_min: int = 0  # automation: first run, minutes after midnight UTC
@@ -445,6 +446,16 @@ DIAGNOSTIC_DELETE = Operation(  # the silent way to blind a monitor
     "kv",
     template="{rg}/providers/Microsoft.KeyVault/vaults/{name}/providers/Microsoft.Insights/diagnosticSettings/to-la",
 )
+# What the portal POSTs when someone merely opens a blade: a Microsoft Sentinel page checks the
+# user's authorization and licence ("Check user authorization and license", granted to the built-in
+# Microsoft Sentinel Reader role: MicrosoftDocs/azure-docs role-based-access-control/built-in-roles).
+DATA_CONNECTORS_CHECK = Operation(
+    "Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action",
+    "Check user authorization and license",
+    "law",
+    template="{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}/providers/"
+    "Microsoft.SecurityInsights/dataConnectorsCheckRequirements",
+)
 ROLE_ASSIGNMENT_WRITE = Operation(
     "Microsoft.Authorization/roleAssignments/write",
     "Create role assignment",
@@ -487,6 +498,8 @@ TERRAFORM_OPERATIONS = (
     STORAGE_LIST_KEYS,
 )
 SCRIPT_OPERATIONS = (VM_START, VM_DEALLOCATE, SITE_RESTART, STORAGE_LIST_KEYS)
+# Actions only, no writes: the blades a portal user opens to look (storage keys, Sentinel pages).
+PORTAL_BLADE_ACTIONS = (STORAGE_LIST_KEYS, DATA_CONNECTORS_CHECK)
 PIPELINE_OPERATIONS = (STORAGE_WRITE, SITE_WRITE, AKS_WRITE, STORAGE_LIST_KEYS, VAULT_WRITE)
 IDENTITY_OPERATIONS = (SITE_RESTART, VM_START, VM_DEALLOCATE, STORAGE_LIST_KEYS, WORKSPACE_KEYS)
 
@@ -1551,7 +1564,8 @@ def _break_glass(n: int, rng: random.Random, tenant: Tenant) -> Principal:
 # The first principals are a showcase, active on every working day, so that even a tiny tenant
 # holds every case: Adele (no MFA, portal writes, like the fixture), an MFA user writing with the
 # CLI, an admin whose role comes through a group, a service account refreshing a cached token
-# (50074 after enforcement), a guest writing in Azure, then a service account using ROPC (50076).
+# (50074 after enforcement), a guest writing in Azure, a service account using ROPC (50076), then
+# a person who only looks around the portal: its blades POST actions, it never writes.
 _SHOWCASE: tuple[tuple[Kind, dict[str, Any]], ...] = (
     ("human-no-mfa", {"azure_rate": 1.0, "write_rate": 1.0, "tool": "portal"}),
     ("human-mfa", {"azure_rate": 1.0, "write_rate": 1.0, "tool": "cli"}),
@@ -1559,6 +1573,7 @@ _SHOWCASE: tuple[tuple[Kind, dict[str, Any]], ...] = (
     ("service-account", {"cadence_min": 60, "ropc": False}),
     ("guest", {"azure_rate": 1.0, "write_rate": 1.0}),
     ("service-account", {"cadence_min": 60, "ropc": True}),
+    ("human-mfa", {"azure_rate": 1.0, "write_rate": 0.0, "browse_rate": 1.0, "tool": "portal"}),
 )
 
 
@@ -1647,7 +1662,8 @@ def _arm_session(
     operations: tuple[Operation, ...],
 ) -> Iterator[Row]:
     """A person working in Azure: an interactive sign-in for ARM, silent refreshes, maybe writes
-    (each with the token current at that moment: its uti is the issuing sign-in's)."""
+    (each with the token current at that moment: its uti is the issuing sign-in's); a portal
+    session without writes may still POST actions, from the blades it opens."""
     tool = who.tool if who.tool in ("portal", "cli", "powershell") else "portal"
     if who.kind == "admin" and rng.random() < 0.05:
         app, agent = AZURE_MOBILE, "Azure/2.6.1 (iPhone; iOS 17.6.1)"
@@ -1689,6 +1705,14 @@ def _arm_session(
         tokens.append((refresh, row["UniqueTokenIdentifier"]))
         refresh += timedelta(minutes=rng.uniform(55, 75))
     if not writes:
+        if app is PORTAL and rng.random() < who.browse_rate:  # looking around: actions, no writes
+            for _ in range(rng.randint(1, 3)):
+                at = t + timedelta(seconds=rng.uniform(30, length.total_seconds()))
+                issued, uti = max((tok for tok in tokens if tok[0] <= at), key=lambda tok: tok[0])
+                op = rng.choice(PORTAL_BLADE_ACTIONS)
+                yield from _operation(
+                    world, who, at, op, rng, amr=auth.amr, uti=uti, issued=issued, app_id=app.app_id
+                )
         return
     for _ in range(rng.randint(1, 4)):
         at = t + timedelta(seconds=rng.uniform(30, length.total_seconds()))

@@ -498,6 +498,28 @@ def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) 
         assert any(detection in p["expected"] for p in manifest["principals"]), detection
 
 
+def test_principals_with_actions_only_expect_no_arm_write(rows: Rows, manifest: dict[str, Any]) -> None:
+    """Actions (listKeys, a Sentinel blade's requirement check) are no writes: a user whose ARM rows
+    are all actions expects no user-arm-write, and such users exist (the portal browser at least)."""
+    users = by_caller(manifest)
+    operations: dict[str, set[str]] = defaultdict(set)
+    for row in administrative(rows):
+        if row["Caller"] in users:
+            operations[users[row["Caller"]]["object_id"]].add(row["OperationNameValue"].lower())
+    actions_only = {oid for oid, names in operations.items() if all(n.endswith("/action") for n in names)}
+    expected = {p["object_id"]: p["expected"] for p in manifest["principals"]}
+    kinds = {p["object_id"]: p["kind"] for p in manifest["principals"]}
+    assert {"human-mfa", "guest"} <= {kinds[oid] for oid in actions_only}
+    assert not [
+        oid for oid in actions_only if USER_ARM_WRITE in expected[oid] or GUEST_ARM_WRITE in expected[oid]
+    ]
+    blade = "microsoft.securityinsights/dataconnectorscheckrequirements/action"
+    assert any(blade in operations[oid] for oid in actions_only)
+    writers = {oid for oid, names in operations.items() if oid not in actions_only}
+    assert writers
+    assert all(USER_ARM_WRITE in expected[oid] for oid in writers)
+
+
 def _mandatory_mfa_truth(rows: Rows, manifest: dict[str, Any], truth: dict[str, set[str]]) -> None:
     """The mandatory-MFA detections, derived from the rows independently of the generator's verdicts."""
     kinds = {p["object_id"]: p["kind"] for p in manifest["principals"]}
