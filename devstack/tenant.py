@@ -20,8 +20,11 @@ which alert. Three layers, top to bottom:
 
 Ground truth, per principal in the manifest (`expected`):
 - "user-arm-write": a user object (member, guest, service account or break-glass account) is the
-  caller of at least one `Administrative` AzureActivity row. Every generated Administrative
-  operation is a write, delete or action (the Activity Log never holds reads).
+  caller of at least one `Administrative` write or delete (an OperationNameValue ending in /write
+  or /delete). Every generated Administrative operation is a write, delete or action (the
+  Activity Log never holds reads); actions (/action: listKeys, a VM start, the checks a portal
+  blade makes) are no writes: a principal with actions only (the showcase's portal browser, and
+  service accounts whose scripts only start and stop things) expects no user-arm-write.
 - "break-glass-use": any row of a break-glass account, in either sign-in table (failures included)
   or in AzureActivity.
 - "source-silent": whoever deletes a diagnostic setting (the showcase admin deletes the Activity
@@ -37,7 +40,9 @@ Ground truth, per principal in the manifest (`expected`):
   in the non-interactive log or over ROPC, or a user's Administrative write refused by the
   built-in MFA policy in deny mode (`mandatory_mfa_script`).
 - "ropc-sign-in": a user's ROPC sign-in whose password was accepted (success, MFA required, 53003).
-- "guest-arm-write": a guest is the caller of an `Administrative` AzureActivity row.
+- "guest-arm-write": a guest is the caller of an `Administrative` write or delete. A guest's ARM
+  rows have the shape Microsoft's samples show: Caller its e-mail, no upn claim, and its home
+  tenant's issuer in the identity provider claim (`IDENTITY_PROVIDER_CLAIM`).
 - "policy-mfa-audit": a user is the caller of a built-in MFA policy's audit event (`Policy`).
 
 Rows are grouped by principal, then day, not sorted by time: load them, don't replay them in order.
@@ -74,6 +79,10 @@ ACTIVITY = "AzureActivity"
 TABLES = (SIGNIN, NONINTERACTIVE, ACTIVITY)
 
 ARM_AUDIENCE = "https://management.core.windows.net/"
+# Claim keys as AzureActivity's Claims column stores them (the JWT's idp, email and upn).
+IDENTITY_PROVIDER_CLAIM = "http://schemas.microsoft.com/identity/claims/identityprovider"
+EMAIL_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
+UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 MICROSOFT_SERVICES_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"  # owns the first-party apps
 
 # Built-in Azure Policy definitions that audit user writes without MFA (DOMAIN.md section 1).
@@ -332,10 +341,11 @@ class Principal:
     role_principal_id: str = ""  # the assignment's principal (a group id for Group); object_id if empty
     azure_rate: float = 0.0  # chance per working day of an ARM session
     write_rate: float = 0.0  # chance that an ARM session writes
+    browse_rate: float = 0.5  # chance that a portal session without writes opens blades that POST actions
     ropc: bool = False  # service accounts: password grant on every run instead of a refresh token
     cadence_min: int = 0  # automation: minutes between runs
     phase_min: int = 0  # automation: first run, minutes after midnight UTC
-    upn_claim: bool = True  # guests: some tokens carry no upn claim
+    mail: str | None = None  # guests: the e-mail address they were invited with, their Caller in ARM
     idtyp_claim: bool = False  # newer user tokens carry idtyp=user
 
     @property
@@ -436,6 +446,16 @@ DIAGNOSTIC_DELETE = Operation(  # the silent way to blind a monitor
     "kv",
     template="{rg}/providers/Microsoft.KeyVault/vaults/{name}/providers/Microsoft.Insights/diagnosticSettings/to-la",
 )
+# What the portal POSTs when someone merely opens a blade: a Microsoft Sentinel page checks the
+# user's authorization and licence ("Check user authorization and license", granted to the built-in
+# Microsoft Sentinel Reader role: MicrosoftDocs/azure-docs role-based-access-control/built-in-roles).
+DATA_CONNECTORS_CHECK = Operation(
+    "Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action",
+    "Check user authorization and license",
+    "law",
+    template="{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}/providers/"
+    "Microsoft.SecurityInsights/dataConnectorsCheckRequirements",
+)
 ROLE_ASSIGNMENT_WRITE = Operation(
     "Microsoft.Authorization/roleAssignments/write",
     "Create role assignment",
@@ -478,6 +498,8 @@ TERRAFORM_OPERATIONS = (
     STORAGE_LIST_KEYS,
 )
 SCRIPT_OPERATIONS = (VM_START, VM_DEALLOCATE, SITE_RESTART, STORAGE_LIST_KEYS)
+# Actions only, no writes: the blades a portal user opens to look (storage keys, Sentinel pages).
+PORTAL_BLADE_ACTIONS = (STORAGE_LIST_KEYS, DATA_CONNECTORS_CHECK)
 PIPELINE_OPERATIONS = (STORAGE_WRITE, SITE_WRITE, AKS_WRITE, STORAGE_LIST_KEYS, VAULT_WRITE)
 IDENTITY_OPERATIONS = (SITE_RESTART, VM_START, VM_DEALLOCATE, STORAGE_LIST_KEYS, WORKSPACE_KEYS)
 
@@ -960,7 +982,13 @@ def _claims(
     rng: random.Random,
     tenant: Tenant,
 ) -> dict[str, str]:
-    """The ARM access token's claims as AzureActivity records them (v1 token, string values)."""
+    """The ARM access token's claims as AzureActivity records them (v1 token, string values). The
+    Activity Log keeps most JWT claims under the long claim-type URIs (`idp` under
+    http://schemas.microsoft.com/identity/claims/identityprovider, `upn`, `oid`, `email`...), as the
+    real export in tests/fixtures and Microsoft's Activity Log samples show. A B2B guest's token
+    (Microsoft's samples: "Monitoring Azure Monitor data reference", its Create/Delete Action Group
+    events; "Understand user tokens in B2B collaboration") names its home tenant as identity
+    provider, carries its e-mail and no upn claim."""
     iat = int(issued.timestamp())
     issuer = f"https://sts.windows.net/{tenant.tenant_id}/"
     claims = {
@@ -976,7 +1004,7 @@ def _claims(
                 "aio": _b64(rng, 40),
                 "appid": app_id,
                 "appidacr": "2",
-                "idp": issuer,
+                IDENTITY_PROVIDER_CLAIM: issuer,
                 "idtyp": "app",
                 "http://schemas.microsoft.com/identity/claims/objectidentifier": who.object_id,
                 "rh": f"0.A{_b64(rng, 36)}.",
@@ -991,6 +1019,7 @@ def _claims(
         claims["xms_tcdt"] = str(tenant.created_epoch)
         return claims
     first, _, last = who.display_name.partition(" ")
+    guest = who.home_tenant_id != tenant.tenant_id  # authenticated by its home tenant
     claims.update(
         {
             "http://schemas.microsoft.com/claims/authnclassreference": "1",
@@ -998,12 +1027,14 @@ def _claims(
             "http://schemas.microsoft.com/claims/authnmethodsreferences": amr,
             "appid": app_id,
             "appidacr": "2" if app_id == PORTAL.app_id else "0",
-            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname": last,
-            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname": first,
         }
     )
-    if who.home_tenant_id != tenant.tenant_id:  # a guest: authenticated by the home tenant
-        claims["idp"] = f"https://sts.windows.net/{who.home_tenant_id}/"
+    if guest:
+        claims[EMAIL_CLAIM] = who.mail or ""
+    claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname"] = last
+    claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"] = first
+    if guest:
+        claims[IDENTITY_PROVIDER_CLAIM] = f"https://sts.windows.net/{who.home_tenant_id}/"
     if who.idtyp_claim:
         claims["idtyp"] = "user"
     claims.update(
@@ -1016,13 +1047,21 @@ def _claims(
             "http://schemas.microsoft.com/identity/claims/scope": "user_impersonation",
             "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier": _b64(rng, 32),
             "http://schemas.microsoft.com/identity/claims/tenantid": tenant.tenant_id,
-            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name": who.upn or "",
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name": who.mail or who.upn or "",
         }
     )
-    if who.upn_claim:
-        claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = who.upn or ""
+    if not guest:  # a guest's token carries no upn claim
+        claims[UPN_CLAIM] = who.upn or ""
     claims.update({"uti": uti, "ver": "1.0", "xms_tcdt": str(tenant.created_epoch)})
     return claims
+
+
+def caller_of(who: Principal) -> str:
+    """AzureActivity's Caller: the e-mail claim, else the upn, else the object id (workloads).
+    A guest's token has no upn claim: its Caller is its e-mail (Microsoft's guest samples)."""
+    if not who.is_user:
+        return who.object_id
+    return who.mail or who.upn or who.object_id
 
 
 def _parse_resource_id(rid: str) -> tuple[str, str, str]:
@@ -1067,7 +1106,7 @@ def activity_records(
     rng = rng or _SYSTEM_RNG
     when = _utc(when)
     ip = ip or who.ip
-    caller = who.upn if who.is_user and who.upn else who.object_id  # a GUID for workload identities
+    caller = caller_of(who)
     claims = _claims(
         who,
         app_id=app_id or who.app_id or PORTAL.app_id,
@@ -1417,7 +1456,7 @@ def _human(kind: Kind, i: int, rng: random.Random, tenant: Tenant) -> Principal:
             auth=rng.choice((PASSWORD_APP, PASSWORD_APP, PASSWORD)),
             azure_rate=0.5,
             write_rate=0.5 if rng.random() < 0.5 else 0.0,
-            upn_claim=rng.random() < 0.5,
+            mail=f"{local.lower()}@{home_domain}",
         )
     upn = f"{local}@{tenant.domain}"
     if kind == "admin":
@@ -1525,7 +1564,8 @@ def _break_glass(n: int, rng: random.Random, tenant: Tenant) -> Principal:
 # The first principals are a showcase, active on every working day, so that even a tiny tenant
 # holds every case: Adele (no MFA, portal writes, like the fixture), an MFA user writing with the
 # CLI, an admin whose role comes through a group, a service account refreshing a cached token
-# (50074 after enforcement), a guest writing in Azure, then a service account using ROPC (50076).
+# (50074 after enforcement), a guest writing in Azure, a service account using ROPC (50076), then
+# a person who only looks around the portal: its blades POST actions, it never writes.
 _SHOWCASE: tuple[tuple[Kind, dict[str, Any]], ...] = (
     ("human-no-mfa", {"azure_rate": 1.0, "write_rate": 1.0, "tool": "portal"}),
     ("human-mfa", {"azure_rate": 1.0, "write_rate": 1.0, "tool": "cli"}),
@@ -1533,6 +1573,7 @@ _SHOWCASE: tuple[tuple[Kind, dict[str, Any]], ...] = (
     ("service-account", {"cadence_min": 60, "ropc": False}),
     ("guest", {"azure_rate": 1.0, "write_rate": 1.0}),
     ("service-account", {"cadence_min": 60, "ropc": True}),
+    ("human-mfa", {"azure_rate": 1.0, "write_rate": 0.0, "browse_rate": 1.0, "tool": "portal"}),
 )
 
 
@@ -1621,7 +1662,8 @@ def _arm_session(
     operations: tuple[Operation, ...],
 ) -> Iterator[Row]:
     """A person working in Azure: an interactive sign-in for ARM, silent refreshes, maybe writes
-    (each with the token current at that moment: its uti is the issuing sign-in's)."""
+    (each with the token current at that moment: its uti is the issuing sign-in's); a portal
+    session without writes may still POST actions, from the blades it opens."""
     tool = who.tool if who.tool in ("portal", "cli", "powershell") else "portal"
     if who.kind == "admin" and rng.random() < 0.05:
         app, agent = AZURE_MOBILE, "Azure/2.6.1 (iPhone; iOS 17.6.1)"
@@ -1663,6 +1705,14 @@ def _arm_session(
         tokens.append((refresh, row["UniqueTokenIdentifier"]))
         refresh += timedelta(minutes=rng.uniform(55, 75))
     if not writes:
+        if app is PORTAL and rng.random() < who.browse_rate:  # looking around: actions, no writes
+            for _ in range(rng.randint(1, 3)):
+                at = t + timedelta(seconds=rng.uniform(30, length.total_seconds()))
+                issued, uti = max((tok for tok in tokens if tok[0] <= at), key=lambda tok: tok[0])
+                op = rng.choice(PORTAL_BLADE_ACTIONS)
+                yield from _operation(
+                    world, who, at, op, rng, amr=auth.amr, uti=uti, issued=issued, app_id=app.app_id
+                )
         return
     for _ in range(rng.randint(1, 4)):
         at = t + timedelta(seconds=rng.uniform(30, length.total_seconds()))
@@ -2075,7 +2125,7 @@ def mandatory_mfa_script(world: World, principals: tuple[Principal, ...], seed: 
 
 
 def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
-    """The issue-8 detections this row should raise for its principal (see the module docstring)."""
+    """The mandatory-MFA detections this row should raise for its principal (see the module docstring)."""
     if not who.is_user:
         return ()
     table = row["Type"]
@@ -2089,9 +2139,9 @@ def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
             found += (ROPC_SIGN_IN,)  # the password was accepted: a wrong one (50126) is guessing
         return found
     category = row.get("CategoryValue")
-    if category == "Administrative" and who.kind == "guest":
+    if is_write(row) and who.kind == "guest":
         found += (GUEST_ARM_WRITE,)
-    if category == "Administrative" and row["ActivityStatusValue"] == "Failure":
+    if is_write(row) and row["ActivityStatusValue"] == "Failure":
         message = str(row["Properties_d"].get("statusMessage") or "")
         if "RequestDisallowedByPolicy" in message and MFA_POLICY_WRITE in message:
             found += (MFA_BLOCKED_AUTOMATION,)
@@ -2188,9 +2238,9 @@ class Manifest:
     late_rows (ingested > 1 h after TimeGenerated) and duplicate_rows per table, counting lines as
     they are in the files; kinds (principals per kind); break_glass [{object_id,
     user_principal_name, display_name}]; principals [{kind, object_id, user_principal_name,
-    display_name, user_type, home_tenant_id, app_id, mi_resource_id, tool, mfa, role_assignment
-    {role, principal_type, principal_id}, expected: ["user-arm-write", "break-glass-use"] or a
-    subset}]."""
+    mail (guests: their Caller in AzureActivity), display_name, user_type, home_tenant_id, app_id,
+    mi_resource_id, tool, mfa, role_assignment {role, principal_type, principal_id}, expected:
+    ["user-arm-write", "break-glass-use"] or a subset}]."""
 
     seed: int
     users: int
@@ -2240,6 +2290,7 @@ class Manifest:
             "kind": p.kind,
             "object_id": p.object_id,
             "user_principal_name": p.upn,
+            "mail": p.mail,
             "display_name": p.display_name,
             "user_type": p.user_type,
             "home_tenant_id": p.home_tenant_id,
@@ -2268,10 +2319,16 @@ def _account(p: Principal) -> dict[str, Any]:
     return {"object_id": p.object_id, "user_principal_name": p.upn, "display_name": p.display_name}
 
 
+def is_write(row: Row) -> bool:
+    """An Administrative AzureActivity row of a create, update or delete; actions are no writes."""
+    operation = str(row.get("OperationNameValue", "")).lower()
+    return row.get("CategoryValue") == "Administrative" and operation.endswith(("/write", "/delete"))
+
+
 def _verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     """Which detections this row should raise for its principal (see the module docstring)."""
     found: tuple[str, ...] = (BREAK_GLASS_USE,) if who.kind == "break-glass" else ()
-    if who.is_user and row["Type"] == ACTIVITY and row.get("CategoryValue") == "Administrative":
+    if who.is_user and row["Type"] == ACTIVITY and is_write(row):
         found += (USER_ARM_WRITE,)
     found += watcher_verdicts(who, row)
     return found + _mandatory_mfa_verdicts(who, row)

@@ -9,6 +9,8 @@ MFA is the wrong fix.
 
 What counts: a refused ARM token request from a client nobody sits at (the non-interactive log,
 or the password grant in the interactive log), and ARM writes by a user rejected for lack of MFA.
+A write is an operation whose name ends in /write (create, update) or /delete, what mandatory
+MFA covers; a rejected action (/action: a POST such as listKeys) is not read.
 An interactive sign-in that meets an MFA prompt is a person, not automation, and is left out.
 
 Severity: high (an outage in progress, and a user account doing a workload's job).
@@ -236,7 +238,10 @@ def sign_in_row(event_id: str, result: str = "50074", **extra: object) -> dict:
     }
 
 
-def rejected_write_row(event_id: str, status_message: str, claims: dict | None = None) -> dict:
+def rejected_write_row(
+    event_id: str, status_message: str, claims: dict | None = None,
+    operation: str = "Microsoft.Storage/storageAccounts/write",
+) -> dict:  # fmt: skip
     """A user's ARM write refused by the built-in MFA policy in deny mode (Failure row)."""
     properties = {
         "statusCode": "Forbidden",
@@ -248,7 +253,7 @@ def rejected_write_row(event_id: str, status_message: str, claims: dict | None =
         "EventDataId": event_id,
         "CorrelationId": f"corr-{event_id}",
         "CategoryValue": "Administrative",
-        "OperationNameValue": "Microsoft.Storage/storageAccounts/write",
+        "OperationNameValue": operation,
         "ActivityStatusValue": "Failure",
         "Caller": SVC_UPN,
         "CallerIpAddress": "20.62.118.40",
@@ -338,6 +343,17 @@ CASES = (
                     json.dumps({"error": {"code": "RequestDisallowedByPolicy", "message": "locations"}}),
                 ),
                 rejected_write_row("a3", DENIED_BY_MFA_POLICY, claims={"idtyp": "app", "appid": AZURE_CLI}),
+            ]
+        },
+        findings=0,
+    ),
+    Case(
+        name="a refused action (listKeys) is no write, whatever its status message says",
+        rows={
+            "AzureActivity": [
+                rejected_write_row(
+                    "a4", DENIED_BY_MFA_POLICY, operation="Microsoft.Storage/storageAccounts/listKeys/action"
+                )
             ]
         },
         findings=0,

@@ -5,6 +5,12 @@ Manager needs an MFA token. A user account that writes is either a person (fine,
 have MFA) or automation hiding in a user object, which breaks under enforcement or gets MFA
 scripted around. Either way a person should look at each new one, once.
 
+What counts as a write: operations whose name ends in /write (create, update) or /delete, the
+operations mandatory MFA covers. Actions (/action: POST requests such as listKeys, what-if, or
+Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action, which the portal sends when
+someone merely opens a blade) are no writes: a user who only ran actions raises nothing; when
+actions come with writes, the alert lists them as a separate fact.
+
 Severity: high when any write ran without MFA or failed (automation breaking, or about to);
 medium otherwise.
 """
@@ -62,7 +68,7 @@ class UserArmActivity:
     """One user's ARM writes in one tick, as summarized by the query."""
 
     principal: Principal
-    rows: int
+    rows: int  # of writes and deletes, as every count here but the actions'
     operations: int
     operation_names: tuple[str, ...]
     succeeded: int
@@ -75,6 +81,8 @@ class UserArmActivity:
     event_ids: tuple[str, ...]
     first_time: datetime
     last_time: datetime
+    actions: int  # operations that were actions, not writes: shown, never counted as writes
+    action_names: tuple[str, ...]
 
 
 def parse(row: Row) -> UserArmActivity:
@@ -100,6 +108,8 @@ def parse(row: Row) -> UserArmActivity:
         event_ids=event_ids,
         first_time=when(row, "FirstTime"),
         last_time=when(row, "LastTime"),
+        actions=count(row, "Actions"),
+        action_names=text_list(row, "ActionNames", limit=200),
     )
 
 
@@ -133,6 +143,9 @@ def merge(a: UserArmActivity, b: UserArmActivity) -> UserArmActivity:
         event_ids=union(a.event_ids, b.event_ids),
         first_time=min(a.first_time, b.first_time),
         last_time=max(a.last_time, b.last_time),
+        # a half of a split window with actions and no writes makes no row: its actions are not here
+        actions=a.actions + b.actions,
+        action_names=union(a.action_names, b.action_names),
     )
 
 
@@ -146,8 +159,9 @@ def _finding(activity: UserArmActivity) -> Finding:
         facts=(
             ("User", activity.principal.label),
             ("Object id", activity.principal.user_id or "not in the log"),
-            ("Operations", f"{activity.operations} ({activity.rows} log rows)"),
+            ("Operations", f"{activity.operations} writes and deletes ({activity.rows} log rows)"),
             ("Operation names", summarize_list(activity.operation_names)),
+            *_actions_fact(activity),
             ("Tools", summarize_list([client_app_name(a) for a in activity.client_app_ids]) or "unknown"),
             ("MFA", _mfa_text(activity)),
             ("Status", f"{activity.succeeded} succeeded, {activity.failed} failed"),
@@ -163,6 +177,13 @@ def _finding(activity: UserArmActivity) -> Finding:
     )
 
 
+def _actions_fact(activity: UserArmActivity) -> tuple[tuple[str, str], ...]:
+    """Actions that came with the writes (POST requests such as listKeys): shown, never counted."""
+    if not activity.actions:
+        return ()
+    return (("Actions (not writes)", f"{activity.actions}: {summarize_list(activity.action_names)}"),)
+
+
 def _mfa_text(activity: UserArmActivity) -> str:
     if activity.without_mfa:
         return f"NO: {activity.without_mfa} of {activity.rows} rows had a token without MFA"
@@ -172,11 +193,24 @@ def _mfa_text(activity: UserArmActivity) -> str:
 
 
 # --- cases: raw AzureActivity rows, run through the KQL above by tests/unit/test_detections.py
+#
+# Shapes: a member's token and the Start/Success rows as in the real export
+# tests/fixtures/sentinel-training-lab/azureActivity_adele.csv; a guest's token (no upn claim, the
+# e-mail as Caller, the home's identity provider under its long key) as in Microsoft's Activity
+# Log samples cited in guest_arm_write.py. The action names are resource provider operations
+# Microsoft documents: Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action ("Check
+# user authorization and license") is granted to the built-in Microsoft Sentinel Reader role, a
+# reader's action (MicrosoftDocs/azure-docs articles/role-based-access-control/built-in-roles/
+# security.md); listKeys is Microsoft.Storage's (.../permissions/storage.md).
 
 ADELE = "9b117c67-170e-4aed-9702-658b3fddc889"
 AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
 UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 OID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+IDP = "http://schemas.microsoft.com/identity/claims/identityprovider"
+EMAIL = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
+CHECK_REQUIREMENTS = "Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action"
+LIST_KEYS = "MICROSOFT.STORAGE/STORAGEACCOUNTS/LISTKEYS/ACTION"
 MANAGED_IDENTITY = (
     "/subscriptions/x/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a"
 )
@@ -242,19 +276,40 @@ CASES = (
         findings=1,
     ),
     Case(
-        name="a guest token without a upn claim: the Caller names the guest",
+        name="a guest's token has no upn claim: the Caller, its e-mail, names the guest",
         rows={
             "AzureActivity": [
                 arm_row(
                     "e10",
-                    "lars.ng_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+                    "lars.ng@fabrikam.com",
                     {
                         "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
                         AMR: "pwd",
+                        EMAIL: "lars.ng@fabrikam.com",
+                        IDP: "https://sts.windows.net/c72298a0-1263-446b-88be-218b13844c82/",
                         OID: "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d",
-                        "idp": "https://sts.windows.net/c72298a0-1263-446b-88be-218b13844c82/",
                     },
                 )
+            ]
+        },
+        findings=1,
+    ),
+    Case(
+        name="a portal session of actions only (a blade's requirement check, listKeys) is no write",
+        rows={
+            "AzureActivity": [
+                arm_row("e11", "AdeleV@contoso.com", _USER_CLAIMS, OperationNameValue=CHECK_REQUIREMENTS),
+                arm_row("e12", "AdeleV@contoso.com", _USER_CLAIMS, OperationNameValue=LIST_KEYS),
+            ]
+        },
+        findings=0,
+    ),
+    Case(
+        name="actions with a delete: one finding, the actions counted apart",
+        rows={
+            "AzureActivity": [
+                arm_row("e13", "AdeleV@contoso.com", _USER_CLAIMS, OperationNameValue=LIST_KEYS),
+                arm_row("e14", "AdeleV@contoso.com", _USER_CLAIMS),
             ]
         },
         findings=1,

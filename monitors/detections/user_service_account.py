@@ -20,7 +20,9 @@ alert, 5 or more at high severity, and the card lists every signal found:
 - automation user agent (1): Terraform, a CI runner, an HTTP library, the CLI on an Azure VM;
 - Power Platform connections (2): non-interactive sign-ins to Power Automate, Power Apps or
   Dataverse and no interactive use: connections owned by a user object;
-- ARM writes without an interactive sign-in (1).
+- ARM writes without an interactive sign-in (1): operations whose name ends in /write (create,
+  update) or /delete, what mandatory MFA covers; actions (/action: POST requests such as listKeys
+  or a portal blade's checks) are no writes and do not count.
 
 Dedupe: once per account, ever (a baseline); accept a known one with a waiver.
 """
@@ -28,6 +30,7 @@ Dedupe: once per account, ever (a baseline); accept a known one with a waiver.
 from __future__ import annotations
 
 import itertools
+import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -197,7 +200,7 @@ def signals(e: UserEvidence) -> list[Signal]:
     if unattended and e.arm_writes:
         found.append(Signal(
             name="ARM writes without a person", points=1,
-            why=f"{e.arm_writes} ARM operations and no interactive sign-in {since}",
+            why=f"{e.arm_writes} ARM writes or deletes and no interactive sign-in {since}",
         ))  # fmt: skip
     return found
 
@@ -309,6 +312,27 @@ def _hourly(prefix: str, user_id: str, upn: str, **options: object) -> list[dict
 
 _LAPTOP = "python/3.11.9 (Windows-10-10.0.22631-SP0) msal/1.31.0 azure-cli/2.64.0"
 _HOME = {"asn": "7922", "ip": "73.162.5.9", "agent": _LAPTOP}
+# Refreshes to ARM from a laptop at home, at no regular time, never interactive: 2 points.
+_REFRESHES = [
+    sign_in(f"r{n}", ALICE_ID, "alice@contoso.com", h, **_HOME)
+    for n, h in ((1, 9.5), (2, 11.2), (3, 14.9), (4, 15.1), (5, 17.6))
+]
+
+
+def arm_operation(event_id: str, operation: str) -> dict:
+    """Alice's ARM operation, the member token shaped as in the real export azureActivity_adele.csv."""
+    claims = {
+        "http://schemas.microsoft.com/claims/authnmethodsreferences": "pwd",
+        "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+        "http://schemas.microsoft.com/identity/claims/objectidentifier": ALICE_ID,
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": "alice@contoso.com",
+    }
+    return {
+        "TimeGenerated": "2026-11-20T11:15:00Z", "EventDataId": event_id, "CorrelationId": f"op-{event_id}",
+        "CategoryValue": "Administrative", "OperationNameValue": operation, "ActivityStatusValue": "Success",
+        "Caller": "alice@contoso.com", "Claims": json.dumps(claims),
+    }  # fmt: skip
+
 
 CASES = (
     Case(
@@ -359,6 +383,27 @@ CASES = (
             ]
         },
         findings=1,
+    ),
+    Case(
+        name="refreshes only, and an ARM write with nobody at the keyboard: 2 + 1 points",
+        # The write first: evidence is read up to the end of the window being queried, so in the
+        # split-window test the write must be ingested before the refreshes' sub-windows end.
+        rows={
+            "AzureActivity": [arm_operation("a1", "Microsoft.Web/sites/write")],
+            "AADNonInteractiveUserSignInLogs": _REFRESHES,
+        },
+        findings=1,
+    ),
+    Case(
+        name="the same refreshes with actions only (listKeys, a blade's check) are no writes: 2 points",
+        rows={
+            "AADNonInteractiveUserSignInLogs": _REFRESHES,
+            "AzureActivity": [
+                arm_operation("a2", "Microsoft.Storage/storageAccounts/listKeys/action"),
+                arm_operation("a3", "Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action"),
+            ],
+        },
+        findings=0,
     ),
     Case(
         name="Terraform refreshing a token hourly from Azure, writing to ARM",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -184,6 +187,145 @@ def test_reading_only_the_columns_the_queries_name_changes_no_finding(logdir: Pa
     everything = findings(pruned=False)
     assert {"user-arm-write", "break-glass-use"} <= {f[0] for f in everything}
     assert findings(pruned=True) == everything
+
+
+# --------------------------------------------------------------------------- guests and actions, real shapes
+#
+# Rows derived from the real export by editing copies of it, as above. What is changed comes
+# from Microsoft's own records of the same things:
+# - A B2B guest's ARM token in the Activity Log ("Monitoring Azure Monitor data reference",
+#   MicrosoftDocs/azure-docs articles/azure-monitor/monitor-azure-monitor-reference.md, its
+#   "Create Action Group" and "Delete Action Group" events of a Microsoft account guest): no upn
+#   claim; http://schemas.microsoft.com/identity/claims/identityprovider names the home
+#   ("live.com"); the e-mail in .../claims/emailaddress, as the Caller and as .../claims/name
+#   behind "live.com#". A guest from another Entra tenant has that tenant's issuer as idp and its
+#   e-mail as unique_name ("Understand user tokens in B2B collaboration", MicrosoftDocs/entra-docs
+#   docs/external-id/user-token.md).
+# - Actions: Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action ("Check user
+#   authorization and license", granted to the built-in Microsoft Sentinel Reader role:
+#   MicrosoftDocs/azure-docs articles/role-based-access-control/built-in-roles/security.md) and
+#   Microsoft.Storage/storageAccounts/listKeys/action are resource provider operations Microsoft
+#   documents; the export's own operation names are upper-case, so are these.
+
+IDP = "http://schemas.microsoft.com/identity/claims/identityprovider"
+EMAIL = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
+NAME = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
+UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
+PARTNER_TENANT = "c72298a0-1263-446b-88be-218b13844c82"
+GUEST_MAIL = "adele.vance@fabrikam.example"
+CHECK_REQUIREMENTS = "MICROSOFT.SECURITYINSIGHTS/DATACONNECTORSCHECKREQUIREMENTS/ACTION"
+LIST_KEYS = "MICROSOFT.STORAGE/STORAGEACCOUNTS/LISTKEYS/ACTION"
+
+
+def edit_rows(path: Path, edit: Callable[[int, dict[str, str]], None]) -> None:
+    """Rewrite an exported CSV with `edit(index, row)` applied to each data row, columns kept."""
+    with path.open(encoding="utf-8-sig", newline="") as source:
+        reader = csv.DictReader(source)
+        columns, rows = list(reader.fieldnames or ()), list(reader)
+    for index, row in enumerate(rows):
+        edit(index, row)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def as_guest(idp: str, mail: str) -> Callable[[int, dict[str, str]], None]:
+    """Adele's token as a B2B guest's: no upn, the e-mail claim, the home's identity provider,
+    the name claim as the guest's unique_name; the claims in the order of Microsoft's sample."""
+    name = f"live.com#{mail}" if idp == "live.com" else mail
+
+    def edit(_: int, row: dict[str, str]) -> None:
+        claims: dict[str, str] = {}
+        for key, value in json.loads(row["Claims"]).items():
+            if key == UPN:
+                continue
+            claims[key] = name if key == NAME else value
+            if key == "appidacr":
+                claims[EMAIL] = mail
+            if key == "groups":
+                claims[IDP] = idp
+        row["Claims"] = json.dumps(claims, indent=2)
+        row["Claims_d"] = json.dumps(claims, separators=(",", ":"))
+        old_caller, row["Caller"] = row["Caller"], mail
+        for column in ("Properties", "Properties_d"):
+            row[column] = row[column].replace(old_caller, mail)
+
+    return edit
+
+
+ACTION_OR_MESSAGE = re.compile(r'("(?:action|message)": ?")[^"]*/(?:write|delete)"', re.IGNORECASE)
+
+
+def as_action(row: dict[str, str], operation: str) -> None:
+    """One exported row, its operation (the name, Authorization.action, Properties.message)
+    replaced by an action on the same resource."""
+    row["OperationNameValue"] = operation
+    for column in ("Authorization", "Authorization_d", "Properties", "Properties_d"):
+        row[column] = ACTION_OR_MESSAGE.sub(lambda m: f'{m.group(1)}{operation}"', row[column])
+
+
+@pytest.mark.parametrize(
+    ("idp", "home"),
+    [
+        (f"https://sts.windows.net/{PARTNER_TENANT}/", PARTNER_TENANT),
+        ("live.com", "a personal Microsoft account (live.com)"),
+    ],
+    ids=["partner tenant", "Microsoft account"],
+)
+def test_a_guests_real_shaped_arm_writes_raise_guest_arm_write(logdir: Path, idp: str, home: str) -> None:
+    """Adele's 23 real rows as a guest's: the guest alert, by object id, its e-mail and home shown.
+    Before, the query read a short `idp` key the Activity Log never stores, and missed every guest."""
+    (logdir / "SigninLogs.csv").unlink()  # Adele's sign-ins are a member's
+    edit_rows(logdir / "AzureActivity.csv", as_guest(idp, GUEST_MAIL))
+    alerts = {a["detection"]: a for a in replay_json(logdir)[0]}
+    assert set(alerts) == {"guest-arm-write", "user-arm-write"}  # a guest is a user account too
+    guest = alerts["guest-arm-write"]
+    assert (guest["user_id"], guest["user_principal_name"]) == (ADELE_ID, GUEST_MAIL)
+    assert guest["severity"] == "high"  # password-only portal writes
+    assert guest["facts"]["Home tenant"] == home
+    assert guest["facts"]["MFA"].startswith("NO")
+    assert len(guest["event_ids"]) == 23
+    assert "Actions (not writes)" not in guest["facts"]
+    assert alerts["user-arm-write"]["user_principal_name"] == GUEST_MAIL
+
+
+def test_the_member_export_raises_no_guest_alert(logdir: Path) -> None:
+    """The same rows as exported: Adele's token names no identity provider, she is a member."""
+    assert IDP not in (logdir / "AzureActivity.csv").read_text(encoding="utf-8-sig")
+    found, _ = replay_json(logdir)
+    assert "guest-arm-write" not in {a["detection"] for a in found}
+
+
+def test_a_portal_session_of_actions_only_raises_no_user_arm_write(logdir: Path) -> None:
+    """Adele's session with every operation an action (a Sentinel blade's requirement check,
+    listKeys): nothing is raised. Before, actions were counted as ARM writes."""
+    edit_rows(
+        logdir / "AzureActivity.csv",
+        lambda n, row: as_action(row, CHECK_REQUIREMENTS if n % 2 else LIST_KEYS),
+    )
+    text = (logdir / "AzureActivity.csv").read_text(encoding="utf-8")
+    assert text.count(CHECK_REQUIREMENTS) + text.count(LIST_KEYS) >= 23
+    assert not re.search(r"/(write|delete)\b", text, re.IGNORECASE)
+    found, stderr = replay_json(logdir)
+    assert found == []
+    assert "skipped" not in stderr
+
+
+def test_actions_that_come_with_writes_are_shown_apart(logdir: Path) -> None:
+    """The first five rows made actions, the rest left as exported: one user-arm-write alert whose
+    events are the writes and deletes, the actions a fact of their own."""
+
+    def first_five(n: int, row: dict[str, str]) -> None:
+        if n < 5:
+            as_action(row, CHECK_REQUIREMENTS)
+
+    edit_rows(logdir / "AzureActivity.csv", first_five)
+    (alert,) = replay_json(logdir)[0]
+    assert alert["detection"] == "user-arm-write"
+    assert len(alert["event_ids"]) == 23 - 5
+    assert alert["facts"]["Actions (not writes)"].endswith(CHECK_REQUIREMENTS.lower())
+    assert "action" not in alert["facts"]["Operation names"]
 
 
 # --------------------------------------------------------------------------- the mandatory-MFA detections

@@ -376,6 +376,8 @@ def test_user_arm_write_card_from_a_parsed_query_row() -> None:
         "Subscriptions": json.dumps(["8f153238-e602-427e-a7c0-3043fbe50918"]),
         "FirstTime": "2026-11-20T10:00:00Z",
         "LastTime": "2026-11-20T10:00:05Z",
+        "Actions": 0,  # no actions beside the writes: the left outer join gives no names
+        "ActionNames": None,
     }
     detection = user_arm_write.DETECTION
     (finding,) = detection.evaluate([detection.parse(row)], Context())

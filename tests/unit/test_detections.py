@@ -13,7 +13,7 @@ from devstack.local_reader import LocalLogsReader
 from devstack.loganalytics import LogAnalyticsServer
 from monitors.detections import DETECTIONS
 from monitors.detections.base import Case, Context, Detection
-from monitors.pipeline import run_detection
+from monitors.pipeline import DetectionRun, run_detection
 from monitors.watermark import Window
 
 NOW = datetime.now(UTC)
@@ -29,20 +29,74 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> LogAnalyticsServer:
 CASES = [pytest.param(d, c, id=f"{d.id}: {c.name}") for d in DETECTIONS for c in d.cases]
 
 
-@pytest.mark.parametrize(("detection", "case"), CASES)
-def test_detection_case(detection: Detection, case: Case, engine: LogAnalyticsServer) -> None:
+def run_case(detection: Detection, case: Case, engine: LogAnalyticsServer) -> DetectionRun:
     engine.clear()
     for table, rows in case.rows.items():
         engine.ingest(
             table, [{**row, "_IngestionTime": (NOW - timedelta(minutes=5)).isoformat()} for row in rows]
         )
-    run = run_detection(detection, LocalLogsReader(engine), WINDOW, case.context, NOW)
+    return run_detection(detection, LocalLogsReader(engine), WINDOW, case.context, NOW)
+
+
+def case_named(detection: Detection, name: str) -> Case:
+    (case,) = (c for c in detection.cases if c.name == name)
+    return case
+
+
+@pytest.mark.parametrize(("detection", "case"), CASES)
+def test_detection_case(detection: Detection, case: Case, engine: LogAnalyticsServer) -> None:
+    run = run_case(detection, case, engine)
     assert run.skipped == 0, run.skip_reasons
     assert len(run.findings) == case.findings
     for finding in run.findings:
         assert finding.detection == detection.id
         assert detection.severity.at_least(finding.severity)  # declared severity is the ceiling
         assert finding.event_ids
+
+
+def test_actions_with_writes_are_a_fact_of_the_alert_never_its_operations(engine: LogAnalyticsServer) -> None:
+    """user-arm-write: a listKeys beside a delete is listed apart; the writes' rows are the events."""
+    from monitors.detections.user_arm_write import DETECTION as USER_ARM_WRITE
+
+    case = case_named(USER_ARM_WRITE, "actions with a delete: one finding, the actions counted apart")
+    (finding,) = run_case(USER_ARM_WRITE, case, engine).findings
+    facts = dict(finding.facts)
+    assert facts["Actions (not writes)"] == "1: microsoft.storage/storageaccounts/listkeys/action"
+    assert facts["Operations"] == "1 writes and deletes (1 log rows)"
+    assert facts["Operation names"] == "microsoft.web/sites/delete"
+    assert finding.event_ids == ("e14",)
+
+
+def test_a_user_arm_write_without_actions_has_no_actions_fact(engine: LogAnalyticsServer) -> None:
+    from monitors.detections.user_arm_write import DETECTION as USER_ARM_WRITE
+
+    (finding,) = run_case(USER_ARM_WRITE, USER_ARM_WRITE.cases[0], engine).findings
+    assert "Actions (not writes)" not in dict(finding.facts)
+
+
+def test_a_guests_home_and_actions_are_read_from_its_token(engine: LogAnalyticsServer) -> None:
+    """guest-arm-write: the home tenant from the identity provider claim, the e-mail as the guest,
+    actions apart from the writes, a personal Microsoft account named as such."""
+    from monitors.detections.guest_arm_write import DETECTION as GUEST_ARM_WRITE
+    from monitors.detections.guest_arm_write import GUEST_ID, GUEST_MAIL, HOME_TENANT, MSA_GUEST_MAIL
+
+    case = case_named(GUEST_ARM_WRITE, "a guest's actions with a write: one alert, the actions listed apart")
+    (finding,) = run_case(GUEST_ARM_WRITE, case, engine).findings
+    facts = dict(finding.facts)
+    assert (finding.principal.user_id, finding.principal.user_principal_name) == (GUEST_ID, GUEST_MAIL)
+    assert facts["Home tenant"] == HOME_TENANT
+    assert facts["Writes and deletes"] == "1 (1 log rows): microsoft.web/sites/delete"
+    assert facts["Actions (not writes)"] == "1: microsoft.storage/storageaccounts/listkeys/action"
+    assert finding.event_ids == ("g5",)
+    assert [e.event_id for e in finding.events] == ["g5"]
+
+    case = case_named(
+        GUEST_ARM_WRITE, "a personal Microsoft account guest (idp live.com) deletes an action group, with MFA"
+    )
+    (finding,) = run_case(GUEST_ARM_WRITE, case, engine).findings
+    assert finding.principal.user_principal_name == MSA_GUEST_MAIL
+    assert dict(finding.facts)["Home tenant"] == "a personal Microsoft account (live.com)"
+    assert "Actions (not writes)" not in dict(finding.facts)
 
 
 def test_catalogue_invariants() -> None:

@@ -80,7 +80,7 @@ user_arm_rows = st.fixed_dictionaries({
     "OperationNames": json_list, "ClientAppIds": json_list,
     "IpAddresses": json_list, "Subscriptions": json_list,
     "EventIds": st.lists(guid, min_size=1, max_size=50).map(json.dumps),
-    "FirstTime": iso_time, "LastTime": iso_time,
+    "FirstTime": iso_time, "LastTime": iso_time, "Actions": counts, "ActionNames": json_list,
 })  # fmt: skip
 
 break_glass_rows = st.fixed_dictionaries({
@@ -112,9 +112,15 @@ ropc_rows = st.fixed_dictionaries({
     "ResultDescription": nasty_text,
 })  # fmt: skip
 
+# Writes raise the guest alert, actions only join one: most rows must be writes to reach the card.
+operations = st.one_of(nasty_text.map(lambda t: t + "/write"), nasty_text, st.sampled_from([
+    "microsoft.web/sites/write", "microsoft.web/sites/delete",
+    "microsoft.storage/storageaccounts/listkeys/action",
+]))  # fmt: skip
+
 guest_rows = st.fixed_dictionaries({
     "EventId": guid, "TimeGenerated": iso_time, "UserId": guid, "UserPrincipalName": nasty_text,
-    "Operation": nasty_text, "Status": nasty_text, "OperationKey": nasty_text, "AuthMethods": nasty_text,
+    "Operation": operations, "Status": nasty_text, "OperationKey": nasty_text, "AuthMethods": nasty_text,
     "IdentityProvider": nasty_text, "ResourceTenant": guid, "ClientAppId": guid, "IPAddress": nasty_text,
     "SubscriptionId": guid, "Resource": nasty_text,
 })  # fmt: skip

@@ -49,6 +49,8 @@ GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
 UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+IDP_CLAIM = "http://schemas.microsoft.com/identity/claims/identityprovider"
+EMAIL_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
 # Columns typed `string` that hold JSON text (in the fixtures and in the docs).
 JSON_TEXT = {
     SIGNIN: {
@@ -120,6 +122,23 @@ def rows(generated: tuple[Path, tenant.Manifest]) -> Rows:
 
 def administrative(rows: Rows) -> list[dict[str, Any]]:
     return [r for r in rows[ACTIVITY] if r["CategoryValue"] == "Administrative"]
+
+
+def is_write(row: dict[str, Any]) -> bool:
+    """An Administrative create, update or delete: actions (/action) are no writes."""
+    operation = row["OperationNameValue"]
+    return row["CategoryValue"] == "Administrative" and bool(re.search(r"/(write|delete)$", operation, re.I))
+
+
+def writes(rows: Rows) -> list[dict[str, Any]]:
+    return [r for r in rows[ACTIVITY] if is_write(r)]
+
+
+def by_caller(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Principals by AzureActivity's Caller: a member's UPN, a guest's e-mail (no upn claim)."""
+    return {
+        p["mail"] or p["user_principal_name"]: p for p in manifest["principals"] if p["user_principal_name"]
+    }
 
 
 # --------------------------------------------------------------------------- determinism
@@ -316,6 +335,27 @@ def test_guests_come_from_another_tenant(rows: Rows, manifest: dict[str, Any]) -
         assert row["HomeTenantId"] != row["ResourceTenantId"]
 
 
+def test_guests_arm_rows_have_the_shape_of_microsofts_samples(rows: Rows, manifest: dict[str, Any]) -> None:
+    """A guest's ARM token as the Activity Log records it (Microsoft's "Monitoring Azure Monitor
+    data reference" Create/Delete Action Group events; "Understand user tokens in B2B
+    collaboration"): Caller the e-mail, no upn claim, the e-mail claim, and the home tenant's
+    issuer under the identity provider claim's long key; a member's token has none of it."""
+    guests = {p["object_id"]: p for p in manifest["principals"] if p["kind"] == "guest"}
+    mine = [r for r in administrative(rows) if r["Claims_d"][OID_CLAIM] in guests]
+    assert mine
+    for row in mine:
+        guest, claims = guests[row["Claims_d"][OID_CLAIM]], row["Claims_d"]
+        assert row["Caller"] == guest["mail"] == claims[EMAIL_CLAIM]
+        assert "#ext#" not in row["Caller"].lower()
+        assert UPN_CLAIM not in claims
+        assert "idp" not in claims  # the JWT's short key is not what the Activity Log stores
+        assert claims[IDP_CLAIM] == f"https://sts.windows.net/{guest['home_tenant_id']}/" != claims["iss"]
+        assert row["Properties_d"]["caller"] == row["Caller"]
+    members = [r for r in administrative(rows) if UPN_CLAIM in r["Claims_d"]]
+    assert members
+    assert all(IDP_CLAIM not in r["Claims_d"] and EMAIL_CLAIM not in r["Claims_d"] for r in members)
+
+
 # --------------------------------------------------------------------------- what the monitor must see
 
 
@@ -368,10 +408,13 @@ def test_user_writes_name_the_sign_in_that_issued_their_token(rows: Rows) -> Non
     }
     user_writes = [r for r in administrative(rows) if "@" in r["Caller"]]
     assert user_writes
+    assert any(IDP_CLAIM in r["Claims_d"] for r in user_writes)  # guests' among them
     for row in user_writes:
         signin = arm_tokens[row["Claims_d"]["uti"]]
         assert signin["UserId"] == row["Claims_d"][OID_CLAIM]
-        assert signin["UserPrincipalName"] == row["Caller"].lower()  # sign-in logs lower-case the UPN
+        # sign-in logs lower-case the UPN; a guest's Caller is its e-mail, in its token's e-mail claim
+        caller = row["Claims_d"].get(EMAIL_CLAIM) or signin["UserPrincipalName"]
+        assert caller.lower() == row["Caller"].lower()
         assert signin["TimeGenerated"] <= row["TimeGenerated"]
 
 
@@ -414,9 +457,9 @@ def test_service_accounts_fail_mfa_after_enforcement(
 
 
 def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) -> None:
-    users = {p["user_principal_name"]: p for p in manifest["principals"] if p["user_principal_name"]}
+    users = by_caller(manifest)
     truth: dict[str, set[str]] = defaultdict(set)
-    for row in administrative(rows):
+    for row in writes(rows):
         if row["Caller"] in users:
             truth[users[row["Caller"]]["object_id"]].add(USER_ARM_WRITE)
     break_glass = {a["object_id"] for a in manifest["break_glass"]}
@@ -455,10 +498,32 @@ def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) 
         assert any(detection in p["expected"] for p in manifest["principals"]), detection
 
 
-def _mandatory_mfa_truth(rows: Rows, manifest: dict[str, Any], truth: dict[str, set[str]]) -> None:
-    """The issue-8 detections, derived from the rows independently of the generator's verdicts."""
+def test_principals_with_actions_only_expect_no_arm_write(rows: Rows, manifest: dict[str, Any]) -> None:
+    """Actions (listKeys, a Sentinel blade's requirement check) are no writes: a user whose ARM rows
+    are all actions expects no user-arm-write, and such users exist (the portal browser at least)."""
+    users = by_caller(manifest)
+    operations: dict[str, set[str]] = defaultdict(set)
+    for row in administrative(rows):
+        if row["Caller"] in users:
+            operations[users[row["Caller"]]["object_id"]].add(row["OperationNameValue"].lower())
+    actions_only = {oid for oid, names in operations.items() if all(n.endswith("/action") for n in names)}
+    expected = {p["object_id"]: p["expected"] for p in manifest["principals"]}
     kinds = {p["object_id"]: p["kind"] for p in manifest["principals"]}
-    users = {p["user_principal_name"]: p for p in manifest["principals"] if p["user_principal_name"]}
+    assert {"human-mfa", "guest"} <= {kinds[oid] for oid in actions_only}
+    assert not [
+        oid for oid in actions_only if USER_ARM_WRITE in expected[oid] or GUEST_ARM_WRITE in expected[oid]
+    ]
+    blade = "microsoft.securityinsights/dataconnectorscheckrequirements/action"
+    assert any(blade in operations[oid] for oid in actions_only)
+    writers = {oid for oid, names in operations.items() if oid not in actions_only}
+    assert writers
+    assert all(USER_ARM_WRITE in expected[oid] for oid in writers)
+
+
+def _mandatory_mfa_truth(rows: Rows, manifest: dict[str, Any], truth: dict[str, set[str]]) -> None:
+    """The mandatory-MFA detections, derived from the rows independently of the generator's verdicts."""
+    kinds = {p["object_id"]: p["kind"] for p in manifest["principals"]}
+    users = by_caller(manifest)
     for table in (SIGNIN, NONINTERACTIVE):
         for row in rows[table]:
             if kinds.get(row["UserId"]) in tenant.WORKLOAD_KINDS:
@@ -474,10 +539,14 @@ def _mandatory_mfa_truth(rows: Rows, manifest: dict[str, Any], truth: dict[str, 
         who = users.get(row["Caller"])
         if who is None:
             continue
-        if row["CategoryValue"] == "Administrative" and who["kind"] == "guest":
+        if is_write(row) and who["kind"] == "guest":
             truth[who["object_id"]].add(GUEST_ARM_WRITE)
         status = str(row["Properties_d"].get("statusMessage") or "")
-        if row["ActivityStatusValue"] == "Failure" and "RequestDisallowedByPolicy" in status:
+        if (
+            is_write(row)
+            and row["ActivityStatusValue"] == "Failure"
+            and "RequestDisallowedByPolicy" in status
+        ):
             assert tenant.MFA_POLICY_WRITE in status
             truth[who["object_id"]].add(MFA_BLOCKED_AUTOMATION)
         if row["OperationNameValue"] == "Microsoft.Authorization/policies/audit/action":

@@ -182,7 +182,12 @@ def break_glass_events(prepared: Path, summary: dict[str, Any]) -> int:
 def _prepare(source: Path, out: Path, full_rows: bool) -> dict[str, Any]:
     manifest = json.loads((source / "tenant.json").read_text())
     principals = manifest["principals"]
-    by_upn = {p["user_principal_name"].lower(): p for p in principals if p.get("user_principal_name")}
+    # AzureActivity's Caller: a member's UPN, a guest's e-mail (its token has no upn claim)
+    by_upn = {
+        (p.get("mail") or p["user_principal_name"]).lower(): p
+        for p in principals
+        if p.get("user_principal_name")
+    }
     by_id = {p["object_id"]: p for p in principals}
     break_glass = {a["object_id"] for a in manifest["break_glass"]}
     bg_upns = {a["user_principal_name"].lower() for a in manifest["break_glass"]}
@@ -233,7 +238,9 @@ def _prepare(source: Path, out: Path, full_rows: bool) -> dict[str, Any]:
                 continue
             if is_bg:
                 expected.add((BREAK_GLASS, who["object_id"]))
-            if who["kind"] not in WORKLOAD_KINDS and row.get("CategoryValue") == "Administrative":
+            administrative = row.get("CategoryValue") == "Administrative"
+            written = (row.get("OperationNameValue") or "").lower().endswith(("/write", "/delete"))
+            if who["kind"] not in WORKLOAD_KINDS and administrative and written:  # actions are no writes
                 expected.add((USER_WRITE, who["object_id"]))
     rows[ACTIVITY] = kept
     return {

@@ -167,6 +167,7 @@ class NaiveReader:
 
         self._pull(ARM_ADMIN, values, start, end, consume)
         groups: dict[str, dict[str, Any]] = {}
+        actions: dict[str, dict[str, Any]] = {}
         for row in latest.values():
             parsed = _claims(row)
             has_claims = parsed is not None  # isnotempty(tostring(TokenClaims))
@@ -176,12 +177,18 @@ class NaiveReader:
             upn = _text(claims.get(UPN))
             caller = row.get("Caller") or ""
             methods = _text(claims.get(AMR))
-            # a guest's user token may lack upn: its Caller names the guest, its amr is there
+            # a guest's user token has no upn: its Caller (its e-mail) names the guest, its amr is there
             if not upn and ("@" not in caller or (has_claims and not methods)):
                 continue
             user = (upn or caller).lower()
             object_id = _text(claims.get(OID))
             key = object_id or user
+            operation = (row.get("OperationNameValue") or "").lower()
+            if operation.endswith("/action"):  # no write: counted apart, for users who wrote
+                acted = actions.setdefault(key, {"corr": set(), "names": {}})
+                acted["corr"].add(row.get("CorrelationId") or "")
+                _add(acted["names"], operation, 20)
+                continue
             status = (row.get("ActivityStatusValue") or "").lower()
             group = groups.setdefault(
                 key,
@@ -235,6 +242,8 @@ class NaiveReader:
                 "LastTime": g["last"],
                 "UserId": g["user_id"],
                 "UserPrincipalName": g["upn"],
+                "Actions": len(actions[key]["corr"]) if key in actions else 0,
+                "ActionNames": json.dumps(list(actions[key]["names"])) if key in actions else None,
             }
             for key, g in groups.items()
         ]
