@@ -21,7 +21,7 @@ SDK_ATTEMPTS = 4  # the first try and azure-core's three status retries
 # Faults hit the detections' queries (their rendered parameters), not the tick's service-clock
 # query (monitors/latest_ingestion.kql), whose failure only holds the windows still.
 DETECTION_QUERY = "WatermarkStart"
-USER_ARM_WRITE_QUERY = "ARM control-plane writes, deletes and actions by user accounts"  # its comment
+USER_ARM_WRITE_QUERY = "ARM control-plane writes and deletes by user accounts"  # its first comment
 
 
 def test_control_no_fault(devstack: Devstack, record: Record) -> None:
