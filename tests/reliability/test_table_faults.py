@@ -131,38 +131,53 @@ def persistent_azurite(devstack: Devstack, tmp_path: Path) -> Iterator[Azurite]:
     azurite.stop()
 
 
-def _restart(azurite: Azurite) -> None:
-    azurite.stop()
-    azurite.start()
-
-
 @pytest.mark.parametrize("moment", ["between calls", pytest.param("in the background", marks=FULL)])
-def test_azurite_restarted_mid_tick(
+def test_azurite_restarted_mid_commit(
     devstack: Devstack, persistent_azurite: Azurite, record: Record, moment: str
 ) -> None:
-    """Restarted when the first alert is written to the history: synchronously (between two calls)
-    or from another thread while the tick carries on (its next calls meet a closed port)."""
-    world = World(devstack, f"Azurite restarted mid-tick, {moment}", "Table Storage",
+    """Restarted mid-commit: the first detection's alerts are in the outbox, uncommitted, and
+    their history write is next. Synchronously (between two calls), or from another thread while
+    the tick carries on: the history write then meets a closed port while Azurite starts again."""
+    world = World(devstack, f"Azurite restarted mid-commit, {moment}", "Table Storage",
                   STATE_TABLE_ENDPOINT=persistent_azurite.table_endpoint)  # fmt: skip
     world.figures.fault_kinds = ["restart"]
     now = start_time()
     world.standard(now)
     probe = Probe()
-    restarts: list[threading.Thread] = []
+    restarts: list[tuple[int | None, int | None]] = []  # Azurite's process before and after
+    calls: list[str] = []  # the tick's calls when the restart began
+    stopped, thread = threading.Event(), None
 
     def restart() -> None:
-        if moment == "between calls":
-            _restart(persistent_azurite)
-        else:
-            thread = threading.Thread(target=_restart, args=(persistent_azurite,))
-            restarts.append(thread)
-            thread.start()
+        before = persistent_azurite.pid
+        persistent_azurite.stop()
+        stopped.set()
+        persistent_azurite.start()
+        restarts.append((before, persistent_azurite.pid))
 
-    probe.on("store.replace", restart, when="before", table="alerts")
+    def restart_here() -> None:
+        nonlocal thread
+        calls.extend(probe.calls)
+        if moment == "between calls":
+            restart()
+            return
+        thread = threading.Thread(target=restart)
+        thread.start()
+        assert stopped.wait(30), "Azurite did not stop"  # the tick goes on while it is down
+
+    history_write = probe.on("store.upsert_many", restart_here, when="before", table="alerts",
+                             only=lambda d: d["count"] > 0)  # fmt: skip
     world.tick(now, world.with_services(store=ProbedStore(world.services.store, probe)))
-    for thread in restarts:
+    if thread is not None:
         thread.join(30)
-    world.figures.faults = 1
+    assert history_write.fired, f"the tick never wrote to the history: {world.errors}"
+    assert calls[-1] == "store.upsert_many:alerts", calls
+    assert "store.insert_many:outbox" in calls, "restarted before the alerts were in the outbox"
+    assert "store.upsert_many:outbox" not in calls, "restarted after the commit"
+    [(old, new)] = restarts
+    assert old is not None, "Azurite was not running"
+    assert new not in (None, old), "Azurite did not start again"
+    world.figures.faults = len(restarts)
     world.drain(now)
     if world.errors:
         world.figures.notes = f"first tick failed: {world.errors[0][:160]}"
