@@ -58,26 +58,50 @@ class TableFault:
     fast: bool = False  # part of the fast subset (make test)
     warm: bool = False  # a tick ran before (the watermarks exist: replaced with an ETag, not inserted)
     guarded_only: bool = False  # only an ETag-guarded request (If-Match), never a batch or an upsert
+    row: str | None = None  # only requests for this row (the proxy's row_key)
 
+
+WATERMARK = "break-glass-use"  # the first detection's watermark row
 
 # Paths: POST /<account>/<prefix><table> inserts one entity, PUT/PATCH/DELETE
 # /<account>/<prefix><table>(...) changes one, GET reads and queries; the tick's alert writes
 # (outbox inserts, history, baseline, seen markers, outbox commit flags) are POST /<account>/$batch
 # transactions, matched by the requests inside them, or a single request when a partition gets one
-# entity. `guarded_only` keeps a fault to ETag-guarded replaces.
+# entity. `guarded_only` keeps a fault to ETag-guarded replaces. The tick lease is a row of the
+# watermarks table, read and written first: a watermark fault names its detection's row.
 TABLE_FAULTS = [
     TableFault("outbox insert 500 x2 (SDK retries)", "500", "POST", "outbox", count=2),
     TableFault("outbox insert answered 500 after the write", "500-after", "POST", "outbox", fast=True),
     TableFault("history write 503 x2 (SDK retries)", "503", "PUT", "alerts(PartitionKey='alert'", count=2),
-    TableFault("watermark read stalled 1 s, connection reset", "stall", "GET", "watermarks"),
+    TableFault("watermark read stalled 1 s, connection reset", "stall", "GET", "watermarks", row=WATERMARK),
     TableFault("seen-event batch 503 x4: SDK gives up", "503", "PUT", "seen(", count=4, tick_fails=True),
     TableFault("seen-event batch connection dropped", "drop", "PUT", "seen(", tick_fails=True, fast=True),
     TableFault("outbox insert stalled 1 s (timeout)", "stall", "POST", "outbox", tick_fails=True),
     TableFault(
-        "watermark insert 503 x4: SDK gives up", "503", "POST", "watermarks", count=4, tick_fails=True
+        "watermark insert 503 x4: SDK gives up",
+        "503",
+        "POST",
+        "watermarks",
+        count=4,
+        tick_fails=True,
+        row=WATERMARK,
     ),
-    TableFault("watermark insert answered 500 after the write", "500-after", "POST", "watermarks", fast=True),
-    TableFault("watermark replace answered 500 after the write", "500-after", "PUT", "watermarks", warm=True),
+    TableFault(
+        "watermark insert answered 500 after the write",
+        "500-after",
+        "POST",
+        "watermarks",
+        fast=True,
+        row=WATERMARK,
+    ),
+    TableFault(
+        "watermark replace answered 500 after the write",
+        "500-after",
+        "PUT",
+        "watermarks",
+        warm=True,
+        row=WATERMARK,
+    ),
     # The first delivery record (the first ETag-guarded PUT there; the history writes before it are
     # upserts): the SDK's retry meets our own write (412); the record sees its entry landed.
     TableFault(
@@ -107,7 +131,7 @@ def test_table_fault_loses_nothing(
         world.figures.ticks -= 1  # setup, not part of the scenario
     world.standard(now)
     behind_proxy.add_fault(fault.mode, fault.count, method=fault.method, match=fault.match, skip=fault.skip,
-                           delay=fault.delay, guarded_only=fault.guarded_only)  # fmt: skip
+                           delay=fault.delay, guarded_only=fault.guarded_only, row_key=fault.row)  # fmt: skip
     errors_before = len(world.errors)
     world.tick(now)
     first_failed = len(world.errors) > errors_before
@@ -117,6 +141,8 @@ def test_table_fault_loses_nothing(
         world.figures.notes = f"first tick failed: {world.errors[0][:160]}"
     record(world)
     assert world.figures.faults == fault.count, "the fault did not fire as planned"
+    # A tick stands back only when the tick lease failed it: the fault hit the lease, not its step.
+    assert [r.stood_back for r in world.reports if r.stood_back] == [], "the fault hit the tick lease"
     assert first_failed == fault.tick_fails, world.errors
     world.assert_invariants()
 
