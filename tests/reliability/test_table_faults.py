@@ -365,10 +365,16 @@ def test_ack_racing_the_delivery_record(devstack: Devstack, record: Record) -> N
         history.set_status(read["RowKey"], "acknowledged", by="oncall@contoso.com", note="on it", now=now)
 
     probe = Probe()
-    probe.on("store.get", acknowledge, table="alerts", only=grab)  # the delivery record's read
+    ack = probe.on("store.get", acknowledge, table="alerts", only=grab)  # the delivery record's read
     world.tick(now, world.with_services(store=ProbedStore(world.services.store, probe)))
+    assert ack.fired, "no delivery record was read"
+    # the record's ETag-guarded write met the acknowledgement: 412, then read again and re-applied
+    stale = [
+        d for kind, d in probe.failures if kind == "store.replace" and isinstance(d["error"], StaleWrite)
+    ]
+    assert len(stale) == 1, probe.failures
     world.drain(now)
-    world.figures.faults = 1
+    world.figures.faults = len(stale)
     world.figures.notes = "; ".join(e[:120] for e in world.errors)
     figures = record(world)
     world.assert_invariants()
