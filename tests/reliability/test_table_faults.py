@@ -157,7 +157,7 @@ def persistent_azurite(devstack: Devstack, tmp_path: Path) -> Iterator[Azurite]:
     azurite.stop()
 
 
-@pytest.mark.parametrize("moment", ["between calls", pytest.param("in the background", marks=FULL)])
+@pytest.mark.parametrize("moment", ["between calls", "in the background"])
 def test_azurite_restarted_mid_commit(
     devstack: Devstack, persistent_azurite: Azurite, record: Record, moment: str
 ) -> None:
