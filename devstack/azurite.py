@@ -54,6 +54,11 @@ class Azurite:
         self.stop()
         raise RuntimeError(f"Azurite did not listen on 127.0.0.1:{self.port} within {timeout_s:.0f} s")
 
+    @property
+    def pid(self) -> int | None:
+        """The running process's id (a restart changes it); None when it is not running."""
+        return self._process.pid if self._process and self._process.poll() is None else None
+
     def stop(self) -> None:
         """SIGINT first: Azurite then saves its database (with `location`, SIGTERM loses the writes
         of the last 5 s, its autosave interval), then harder if it does not exit."""

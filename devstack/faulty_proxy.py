@@ -6,7 +6,9 @@ matches it. Faults apply to the next `count` requests that match a method and/or
 fragment (a table name such as `mfamonwatermarks`), optionally after letting `skip` of them
 through. A batch (`POST /$batch`) matches by its own method and path or by any request inside
 it (`PUT .../alerts(PartitionKey='alert',...)`); `guarded_only` faults match only ETag-guarded
-requests (`If-Match` an ETag: a replace after a read, never a batch or an upsert):
+requests (`If-Match` an ETag: a replace after a read, never a batch or an upsert); `row_key`
+faults only requests for that row (named in the path, or in the body of an insert), so a fault
+meant for one entity does not hit another in the same table first:
 
 - "500", "503": answered in Table Storage's error shape without forwarding (nothing was written);
 - "500-after": forwarded, then answered 500 (the write happened, its answer was lost);
@@ -56,10 +58,15 @@ class ProxyFault:
     skip: int = 0  # matching requests let through first
     delay: float = 2.0
     guarded_only: bool = False  # only a request with If-Match: an ETag
+    row_key: str | None = None  # only a request for this row
 
-    def matches(self, method: str, path: str, inner: list[tuple[str, str]], guarded: bool) -> bool:
+    def matches(
+        self, method: str, path: str, inner: list[tuple[str, str]], guarded: bool, body: bytes = b""
+    ) -> bool:
         """`inner`: (method, path) of each request inside a batch; empty for a single request."""
         if self.guarded_only and not guarded:
+            return False
+        if self.row_key is not None and not _names_row(self.row_key, [path, *(p for _, p in inner)], body):
             return False
         return any(
             (self.method is None or self.method == m) and (self.match is None or self.match in p)
@@ -68,6 +75,13 @@ class ProxyFault:
 
 
 _INNER_REQUEST = re.compile(rb"^(GET|POST|PUT|PATCH|MERGE|DELETE) https?://[^/\s]+(\S*) HTTP/1\.1\r?$", re.M)
+
+
+def _names_row(row_key: str, paths: list[str], body: bytes) -> bool:
+    """A path addresses the row (`...(PartitionKey='p',RowKey='r')`) or the body inserts it."""
+    in_path = f"RowKey='{row_key}'"
+    in_body = re.compile(rb'"RowKey":\s*"' + re.escape(row_key.encode()) + rb'"')
+    return any(in_path in path for path in paths) or in_body.search(body) is not None
 
 
 def batch_requests(body: bytes) -> list[tuple[str, str]]:
@@ -124,13 +138,16 @@ class FaultyProxy(HttpsService):
         skip: int = 0,
         delay: float = 2.0,
         guarded_only: bool = False,
+        row_key: str | None = None,
     ) -> None:
         if mode not in FAULT_MODES:
             raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}")
         if count < 1 or skip < 0:
             raise ValueError("count must be at least 1 and skip not negative")
         with self._lock:
-            fault = ProxyFault(mode, count, method and method.upper(), match, skip, delay, guarded_only)
+            fault = ProxyFault(
+                mode, count, method and method.upper(), match, skip, delay, guarded_only, row_key
+            )
             self._faults.append(fault)
 
     def clear_faults(self) -> None:
@@ -150,7 +167,7 @@ class FaultyProxy(HttpsService):
         guarded = if_match not in ("", "*")
         with self._lock:
             for fault in self._faults:
-                if not fault.matches(method, path, inner, guarded):
+                if not fault.matches(method, path, inner, guarded, body):
                     continue
                 if fault.skip:
                     fault.skip -= 1

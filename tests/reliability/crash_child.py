@@ -1,11 +1,14 @@
 """One tick that SIGKILLs itself at a chosen step: `python -m tests.reliability.crash_child POINT NOW`.
 
-The settings come from the environment, as the Functions host provides them. Exit code 3 means
-the tick ended without reaching the point (the test then fails: the crash did not happen).
+The settings come from the environment, as the Functions host provides them. Just before the
+SIGKILL the child prints `SIGKILL at POINT` and the calls the tick made, so the parent sees the
+process died at that point and not elsewhere. Exit code 3 means the tick ended without reaching
+the point (the test then fails: the crash did not happen).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import replace
@@ -20,7 +23,12 @@ from tests.reliability.wrappers import Probe, ProbedLogs, ProbedStore, ProbedTea
 def main(point: str, now: str) -> int:
     services = build_services(load_settings(os.environ))
     probe = Probe()
-    POINTS[point](probe, sigkill)
+
+    def die() -> None:
+        print(f"SIGKILL at {point}", json.dumps(probe.calls), sep="\n", flush=True)
+        sigkill()
+
+    POINTS[point].arm(probe, die)
     services = replace(
         services,
         logs=ProbedLogs(services.logs, probe),

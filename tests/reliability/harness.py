@@ -40,7 +40,9 @@ CLI = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 TICK = timedelta(minutes=5)  # the schedule the simulated clock follows
 M = timedelta(minutes=1)
 ORDINARY_USER = "0d4c5a1e-8f3b-4b6a-9c2d-7e1f0a9b8c7d"
-# Detections whose alerts the scenarios do not predict; they may alert at most once per episode.
+# Detections that alert once per episode (a silence, failing queries, a drill overdue) rather than
+# per event or user. A scenario that causes one declares it (`World.expect_episode`); an episode
+# alert nobody declared is an unexpected alert, like any other.
 EPISODE_DETECTIONS = frozenset({"source-silent", "break-glass-weak-method"})
 _ALERT_ID = re.compile(r"alert (\d{13}-[0-9a-f]{12})")
 _prefixes = itertools.count(1)
@@ -122,9 +124,16 @@ class World:
         self.bg_events: dict[str, datetime] = {}  # event id -> ingestion time
         self.users: dict[str, datetime] = {}  # principal key -> first ingestion time
         self.late: set[str] = set()  # expected items whose rows arrived late
+        self.episodes: set[str] = set()  # episode detections the scenario causes (expect_episode)
+        self.unexpected: list[str] = []  # alerts that cover nothing expected, as measure() found
         self.reports: list[TickReport] = []
         self.errors: list[str] = []
         self.watermarks: list[dict[str, datetime | None]] = []
+
+    def expect_episode(self, detection: str) -> None:
+        """The scenario causes `detection` to alert: at least once, and once per episode."""
+        assert detection in EPISODE_DETECTIONS, f"{detection} alerts per event or user, not per episode"
+        self.episodes.add(detection)
 
     # --- log rows
 
@@ -278,18 +287,21 @@ class World:
         f.history_alerts = len(history)
         covers: Counter[str] = Counter()
         unexpected = 0
+        self.unexpected = []
         first_delivery: dict[str, datetime] = {}
         for row in history:
             payload = row["payload"]
             if row["Detection"] == "break-glass-use":
                 items = [e for e in payload["event_ids"] if e in self.bg_events]
-            elif row["Detection"] in EPISODE_DETECTIONS:
-                # Not modelled per scenario (a drill overdue, a silence, failing queries), but
-                # each episode must alert once: a second alert for one counts as a duplicate.
-                items = [row["PrincipalKey"]]
+            elif row["Detection"] in self.episodes:
+                # Declared by the scenario; each episode alerts once: a second alert for one
+                # counts as a duplicate.
+                items = [f"{row['Detection']}:{row['PrincipalKey']}"]
             else:
                 items = [row["PrincipalKey"]] if row["PrincipalKey"] in self.users else []
-            unexpected += not items
+            if not items:
+                unexpected += 1
+                self.unexpected.append(f"{row['Detection']}: {row['PrincipalKey']}")
             delivered_at = _first_delivery(row)
             for item in items:
                 covers[item] += 1
@@ -318,7 +330,8 @@ class World:
     def _faults_seen(self) -> int:
         la = len(self.devstack.log_analytics.fault_log)
         attempts = self.devstack.teams.attempts()
-        teams = sum(1 for a in attempts if str(a.get("outcome", "")).startswith("fault:"))
+        # A "slow" fault answers as the flow would, late: the sink marks it delayed, not fault:.
+        teams = sum(1 for a in attempts if str(a.get("outcome", "")).startswith("fault:") or a.get("delayed"))
         return la + teams
 
     def assert_invariants(self, *, delivered: bool = True) -> Figures:
@@ -326,7 +339,13 @@ class World:
         covered = self._covered()
         missing = sorted(i for i in {**self.bg_events, **self.users} if i not in covered)[:20]
         assert f.stored == f.expected, f"not in history: {missing}; tick errors: {self.errors}"
-        assert f.history_duplicates == 0, f"duplicate alerts in history: {f}"
+        assert f.history_duplicates == 0, (
+            f"duplicate or unexpected alerts in history (unexpected: {self.unexpected}): {f}"
+        )
+        alerted = {row["Detection"] for row in self.history()}
+        assert self.episodes <= alerted, (
+            f"no alert for the expected episode: {sorted(self.episodes - alerted)}"
+        )
         if delivered:
             assert f.delivered == f.history_alerts, f"alerts not in Teams: {f}; errors {self.errors}"
             assert not self.outbox(), "the outbox still holds undelivered alerts"

@@ -95,6 +95,7 @@ def test_a_slow_query_neither_kills_the_tick_nor_hides_break_glass_use(
     on the third (SOURCE_SILENT_FAILED_TICKS); the rest once the query is fast again."""
     world = World(devstack, "slow query: 504 at the server timeout, every tick", "Time budget")
     world.figures.fault_kinds = ["slow query"]
+    world.expect_episode("source-silent")
     now = start_time()
     world.standard(now)
     devstack.log_analytics.set_fault("slow", count=1000, delay=SLOW_QUERY_S, match=SERVICE_ACCOUNT_QUERY)
@@ -136,6 +137,7 @@ def test_the_latest_ingestion_query_failing_alone_is_counted(
     use of that time on the first tick after the fault ends."""
     world = World(devstack, f"latest-ingestion query {mode}, every tick", "Log Analytics")
     world.figures.fault_kinds = [mode]
+    world.expect_episode("source-silent")
     now = start_time()
     world.standard(now)
     devstack.log_analytics.set_fault(mode, count=1000, match=LATEST_INGESTION_QUERY)
@@ -294,6 +296,7 @@ def test_a_dense_second_is_alerted_and_later_break_glass_use_still_is(
         devstack, "dense second: a spray past the result limit, then a real sign-in", "Log Analytics"
     )
     world.figures.fault_kinds = ["dense second"]
+    world.expect_episode("source-silent")
     now = start_time()
     sprayed = now - 8 * M
     spray = [

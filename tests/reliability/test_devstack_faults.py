@@ -99,7 +99,17 @@ def test_proxy_forwards_and_fails_on_demand(devstack: Devstack) -> None:
         proxy.add_fault("500-after", count=1, method="POST", match="probe")
         assert not store.insert("probe", {"PartitionKey": "p", "RowKey": "t"})  # done, then 409 on retry
         assert store.get("probe", "p", "t") is not None
-        assert [r.outcome for r in proxy.injected()] == ["fault:503", "fault:drop", "fault:500-after"]
+        proxy.add_fault("drop", count=1, method="POST", match="probe", row_key="v")
+        assert store.insert("probe", {"PartitionKey": "p", "RowKey": "u"})  # another row: not faulted
+        with pytest.raises(ServiceResponseError):
+            store.insert("probe", {"PartitionKey": "p", "RowKey": "v"})
+        proxy.add_fault("503", count=1, method="GET", match="probe", row_key="v")
+        assert store.get("probe", "p", "u") is not None  # another row: not faulted
+        assert store.get("probe", "p", "v") is None  # the dropped insert never landed
+        assert [(r.outcome, "RowKey='v'" in r.path) for r in proxy.injected()] == [
+            ("fault:503", False), ("fault:drop", False), ("fault:500-after", False), ("fault:drop", False),
+            ("fault:503", True),
+        ]  # fmt: skip
 
 
 def test_persistent_azurite_keeps_writes_across_a_restart(devstack: Devstack, tmp_path: Path) -> None:

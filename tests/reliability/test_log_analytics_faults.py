@@ -13,8 +13,10 @@ from datetime import timedelta
 import pytest
 
 from devstack.stack import Devstack
+from monitors.adapters.log_analytics import QueryIncomplete
 from monitors.detections import DETECTIONS
 from tests.reliability.harness import FULL, TICK, Figures, World, full_only, start_time
+from tests.reliability.wrappers import Probe, ProbedLogs
 
 Record = Callable[[World | Figures], Figures]
 SDK_ATTEMPTS = 4  # the first try and azure-core's three status retries
@@ -31,6 +33,7 @@ def test_control_no_fault(devstack: Devstack, record: Record) -> None:
     report = world.tick(now)
     assert report is not None
     assert report.alerts_stored == 4
+    assert devstack.log_analytics.fault_log == []  # the control: nothing injected
     record(world)
     world.assert_invariants()
 
@@ -39,9 +42,9 @@ def test_control_no_fault(devstack: Devstack, record: Record) -> None:
     ("mode", "count", "options"),
     [
         ("429", 2, {"retry_after": 0.2}),  # Retry-After honoured, the third attempt answers
-        pytest.param("500", 1, {}, marks=FULL),
-        pytest.param("503", 2, {}, marks=FULL),
-        pytest.param("timeout", 1, {"delay": 0.5}, marks=FULL),  # the server timeout: 504 after the wait
+        ("500", 1, {}),
+        ("503", 2, {}),
+        ("timeout", 1, {"delay": 0.5}),  # the server timeout: 504 after the wait
         ("partial", 1, {}),  # half the rows and a PartialError: the window is split
     ],
 )
@@ -64,7 +67,8 @@ def test_transient_fault_is_absorbed_within_the_tick(
 @pytest.mark.parametrize(
     ("mode", "options"),
     [
-        pytest.param("429", {"retry_after": 0.2}, marks=FULL),
+        ("429", {"retry_after": 0.2}),
+        # 503 and a timeout wait out azure-core's backoff (0.8 s doubling) between four attempts
         pytest.param("503", {}, marks=FULL),
         pytest.param("timeout", {"delay": 0.2}, marks=FULL),
         ("invalid", {}),  # a 400 is not retried: one attempt
@@ -81,6 +85,7 @@ def test_query_failing_after_retries_keeps_the_watermark(
     attempts = 1 if mode == "invalid" else SDK_ATTEMPTS
     devstack.log_analytics.set_fault(mode, count=attempts, match=USER_ARM_WRITE_QUERY, **options)
     first = world.tick(now)
+    assert devstack.log_analytics.fault_log == [mode] * attempts  # every attempt met the fault
     assert first is not None
     assert len(first.query_errors) == 1  # user-arm-write failed, break-glass-use went on
     assert world.watermarks[-1]["user-arm-write"] is None  # never moved
@@ -101,6 +106,7 @@ def test_dropped_connection_fails_only_that_detection(devstack: Devstack, record
     world.standard(now)
     devstack.log_analytics.set_fault("drop", count=1, match=DETECTION_QUERY)
     first = world.tick(now)
+    assert devstack.log_analytics.fault_log == ["drop"]
     world.tick(now + TICK)
     record(world)
     assert world.errors == [], "a dropped query connection ended the whole tick"
@@ -116,16 +122,18 @@ def test_result_cut_at_the_row_limit_is_split(devstack: Devstack, record: Record
     now = start_time()
     for n in range(12):  # 12 sign-ins, each ingested a second apart
         world.break_glass(f"cut-{n}", now - timedelta(minutes=9), now - timedelta(minutes=8, seconds=n))
+    probe = Probe()  # the cut answers, as the tick's reader saw them
+    reader = ProbedLogs(world.services.logs, probe)
     devstack.log_analytics.max_rows = 3
     try:
-        report = world.tick(now)
-        queries = devstack.log_analytics.query_count
+        report = world.tick(now, world.with_services(logs=reader))
     finally:
         devstack.log_analytics.max_rows = 500_000
     assert report is not None
     assert report.query_errors == []
-    # queries beyond the service clock's and one per detection: each answered a cut result
-    world.figures.faults = queries - 1 - len(DETECTIONS)
+    cut = [d for _, d in probe.failures if isinstance(d["error"], QueryIncomplete)]
+    assert cut, "no answer was cut at the row limit"
+    world.figures.faults = len(cut)
     record(world)
     world.assert_invariants()
 
@@ -142,6 +150,9 @@ def test_persistent_partial_result_gives_up_without_moving_the_watermark(
     devstack.log_analytics.set_fault("partial", match=DETECTION_QUERY)
     first = world.tick(now)
     devstack.log_analytics.clear_faults()
+    # every query but the service clock's was answered partial
+    faulted = devstack.log_analytics.fault_log
+    assert faulted == ["partial"] * (devstack.log_analytics.query_count - 1), faulted
     assert first is not None
     assert len(first.query_errors) == len(DETECTIONS)
     assert world.watermarks[-1] == {d.id: None for d in DETECTIONS}

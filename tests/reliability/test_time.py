@@ -61,7 +61,7 @@ def test_rows_beyond_the_late_bound_are_not_read(devstack: Devstack, record: Rec
     assert "too-late" not in covered
 
 
-@pytest.mark.parametrize("ahead", [3 * H, pytest.param(23 * H, marks=FULL)])
+@pytest.mark.parametrize("ahead", [3 * H, 23 * H])
 def test_rows_dated_in_the_future_alert(devstack: Devstack, record: Record, ahead: timedelta) -> None:
     """A source whose clock runs ahead: TimeGenerated after the ingestion time and after the tick."""
     world = World(devstack, f"TimeGenerated {ahead.total_seconds() / 3600:g} h in the future", "Time")

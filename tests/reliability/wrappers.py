@@ -1,9 +1,10 @@
 """Wrappers around the real adapters that do something at a chosen step of a tick.
 
-A `Probe` holds triggers: "when the 2nd `insert` into `outbox` has returned, do X". The
-wrapped LogsReader, StateStore and TeamsPoster report every call to the probe before and after
-it runs, then call the real adapter; production code is never edited. Actions: SIGKILL the
-process, wait on a barrier (two ticks racing), restart Azurite, raise.
+A `Probe` holds triggers: "when the 2nd `insert_many` into `outbox` has returned, do X". The
+wrapped LogsReader, StateStore and TeamsPoster report every call to the probe before it runs,
+and after it returned or when it raised ("error", kept in `Probe.failures`: a 412 the code
+handled is still seen), then call the real adapter; production code is never edited. Actions:
+SIGKILL the process, hold a tick at a step (two ticks racing), restart Azurite, raise.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from monitors.adapters.teams import PostResult, TeamsPoster
 
 @dataclass(slots=True)
 class Trigger:
-    """Fire `action` on the `nth` call of `kind` (e.g. "store.insert") on `table`, `when` before/after."""
+    """Fire `action` on the `nth` call of `kind` (e.g. "store.insert") on `table`, `when`
+    "before", "after" (it returned) or "error" (it raised)."""
 
     kind: str | tuple[str, ...]
     action: Callable[[], None]
@@ -47,6 +49,7 @@ class Trigger:
 class Probe:
     triggers: list[Trigger] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    failures: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # calls that raised
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on(self, kind: str | tuple[str, ...], action: Callable[[], None], **options: Any) -> Trigger:
@@ -58,7 +61,9 @@ class Probe:
         due = []
         with self._lock:
             if when == "before":
-                self.calls.append(f"{kind}:{details.get('table', '')}")
+                self.calls.append(_label(kind, details))
+            elif when == "error":
+                self.failures.append((kind, details))
             for trigger in self.triggers:
                 if trigger.fired or not trigger.matches(kind, when, details):
                     continue
@@ -68,6 +73,13 @@ class Probe:
                     due.append(trigger.action)
         for action in due:
             action()
+
+
+def _label(kind: str, details: dict[str, Any]) -> str:
+    """`store.replace:watermarks/break-glass-use`: the row is named where the call has one (the
+    tick lease and the detections' watermarks share a table)."""
+    row = details.get("row_key") or (details.get("entity") or {}).get("RowKey")
+    return f"{kind}:{details.get('table', '')}" + (f"/{row}" if row else "")
 
 
 def sigkill() -> None:
@@ -80,9 +92,13 @@ class ProbedLogs:
         self.real, self.probe = real, probe
 
     def query(self, kql: str, start: datetime, end: datetime) -> list[Row]:
-        self.probe.fire("logs.query", "before")
-        rows = self.real.query(kql, start, end)
-        self.probe.fire("logs.query", "after", rows=len(rows))
+        self.probe.fire("logs.query", "before", kql=kql)
+        try:
+            rows = self.real.query(kql, start, end)
+        except Exception as error:
+            self.probe.fire("logs.query", "error", kql=kql, error=error)
+            raise
+        self.probe.fire("logs.query", "after", kql=kql, rows=len(rows))
         return rows
 
 
@@ -94,12 +110,16 @@ class ProbedStore:
 
     def _call(self, kind: str, table: str, run: Callable[[], Any], **details: Any) -> Any:
         self.probe.fire(f"store.{kind}", "before", table=table, **details)
-        result = run()
+        try:
+            result = run()
+        except Exception as error:
+            self.probe.fire(f"store.{kind}", "error", table=table, error=error, **details)
+            raise
         self.probe.fire(f"store.{kind}", "after", table=table, result=result, **details)
         return result
 
     def get(self, table: str, partition_key: str, row_key: str) -> Entity | None:
-        return self._call("get", table, lambda: self.real.get(table, partition_key, row_key))
+        return self._call("get", table, lambda: self.real.get(table, partition_key, row_key), row_key=row_key)
 
     def insert(self, table: str, entity: Mapping[str, Any]) -> bool:
         return self._call("insert", table, lambda: self.real.insert(table, entity), entity=entity)
