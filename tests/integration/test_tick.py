@@ -463,6 +463,12 @@ class CountingStore:
         self.writes[table] += used
         return used
 
+    def claim_many(self, table: str, entities: Any) -> list[Any]:
+        before = self.real.transactions
+        held = self.real.claim_many(table, entities)
+        self.writes[table] += self.real.transactions - before
+        return held
+
     def delete_many(self, table: str, keys: Any) -> int:
         used = self.real.delete_many(table, keys)
         self.writes[table] += used
