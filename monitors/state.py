@@ -144,10 +144,16 @@ class AlertState:
         }  # fmt: skip
         held_by_others: set[tuple[str, str, str]] = set()
         for table in (BASELINE, SEEN):
-            claims = (m for table_markers in markers.values() for t, m in table_markers if t == table)
+            # The parts of one split finding share a baseline marker, claimed by the first part:
+            # a transaction takes a row once.
+            claims: dict[tuple[str, str], dict[str, Any]] = {}
+            for table_markers in markers.values():
+                for t, m in table_markers:
+                    if t == table:
+                        claims.setdefault((m["PartitionKey"], m["RowKey"]), m)
             held_by_others.update(
                 (table, held["PartitionKey"], held["RowKey"])
-                for held in self.store.claim_many(table, claims)
+                for held in self.store.claim_many(table, claims.values())
                 if _claimant(held) not in markers
             )
 
