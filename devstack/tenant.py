@@ -702,7 +702,7 @@ def _signin_table_part(interactive: bool, tenant: Tenant) -> Part:
         "ClientCredentialType": "none",
         "IncomingTokenType": "none" if interactive else "refreshToken",
         "IsInteractive": interactive,
-        "IsRisky": False,
+        # no IsRisky: every real export leaves it empty (tests/fixtures, tests/unit/test_tenant_shapes.py)
         "IsTenantRestricted": False,
         "IsThroughGlobalSecureAccess": False,
         "AuthenticationContextClassReferences": "[]",
