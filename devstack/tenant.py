@@ -2,7 +2,10 @@
 
 Why: the monitor must be exercised against rows shaped like real Log Analytics exports
 (tests/fixtures), at realistic volume, with a ground truth saying which principal must raise
-which alert. Three layers, top to bottom:
+which alert. tests/unit/test_tenant_shapes.py holds the rows to the real ones in tests/fixtures
+(columns, value forms, claim keys, Caller, keys inside JSON values, an operation's statuses):
+whatever no real row shows fails there unless a Microsoft document it names shows it. Three layers,
+top to bottom:
 
 1. row builders: one principal and one instant in, Log Analytics rows out (keys are documented
    columns of monitors/schema/tables.json). `signin_row`, `activity_rows`, `policy_audit_row`
