@@ -370,6 +370,7 @@ class Operation:
     upper: bool = False  # logged upper-case, as many resource providers do
     accepted: bool = False  # long-running: Start, Accept, then Success
     template: str = ""  # the target's resource id, when it does not follow from the action
+    burst: int = 1  # operations the portal issues at once, under one CorrelationId, on one target
 
     @property
     def value(self) -> str:
@@ -452,12 +453,15 @@ DIAGNOSTIC_DELETE = Operation(  # the silent way to blind a monitor
 # What the portal POSTs when someone merely opens a blade: a Microsoft Sentinel page checks the
 # user's authorization and licence ("Check user authorization and license", granted to the built-in
 # Microsoft Sentinel Reader role: MicrosoftDocs/azure-docs role-based-access-control/built-in-roles).
+# As real rows show it (tests/fixtures/real/msticnb-sentinel-portal-actions): nine checks per
+# opening, within a second, under one CorrelationId, on the workspace's SecurityInsights provider.
 DATA_CONNECTORS_CHECK = Operation(
     "Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action",
     "Check user authorization and license",
     "law",
-    template="{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}/providers/"
-    "Microsoft.SecurityInsights/dataConnectorsCheckRequirements",
+    template="{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}"
+    "/providers/Microsoft.SecurityInsights",
+    burst=9,
 )
 ROLE_ASSIGNMENT_WRITE = Operation(
     "Microsoft.Authorization/roleAssignments/write",
@@ -1634,13 +1638,14 @@ def _operation(
     issued: datetime,
     app_id: str | None,
     correlation_id: str | None = None,
+    target: str | None = None,
 ) -> Iterator[Row]:
     status: Literal["Success", "Failure"] = "Failure" if rng.random() < 0.04 else "Success"
     rows = activity_records(
         who,
         at,
         op,
-        resource_id(op, who, rng),
+        target or resource_id(op, who, rng),
         status=status,
         amr=amr,
         uti=uti,
@@ -1713,9 +1718,21 @@ def _arm_session(
                 at = t + timedelta(seconds=rng.uniform(30, length.total_seconds()))
                 issued, uti = max((tok for tok in tokens if tok[0] <= at), key=lambda tok: tok[0])
                 op = rng.choice(PORTAL_BLADE_ACTIONS)
-                yield from _operation(
-                    world, who, at, op, rng, amr=auth.amr, uti=uti, issued=issued, app_id=app.app_id
-                )
+                correlation, target = guid(rng), resource_id(op, who, rng)
+                for n in range(op.burst):
+                    yield from _operation(
+                        world,
+                        who,
+                        at + timedelta(milliseconds=2 * n),
+                        op,
+                        rng,
+                        amr=auth.amr,
+                        uti=uti,
+                        issued=issued,
+                        app_id=app.app_id,
+                        correlation_id=correlation,
+                        target=target,
+                    )
         return
     for _ in range(rng.randint(1, 4)):
         at = t + timedelta(seconds=rng.uniform(30, length.total_seconds()))

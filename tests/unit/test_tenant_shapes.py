@@ -13,7 +13,8 @@ compared as an export would show them (`as_export_text`). What is compared:
 - Caller: the token's upn claim, as in real rows; a guest's e-mail, a workload's object id as
   documented;
 - keys inside JSON values (DeviceDetail, Status, AuthenticationDetails' steps, Properties...);
-- an operation's rows: their (ActivityStatusValue, ActivitySubstatusValue) pairs.
+- an operation's rows: their (ActivityStatusValue, ActivitySubstatusValue) pairs, the resource type
+  they act on, and a portal blade's burst of checks under one CorrelationId.
 
 Each exception list is checked to be still needed: once real rows show a thing, its entry goes.
 """
@@ -399,3 +400,61 @@ def test_the_documented_keys_are_still_missing_from_the_corpus(real: dict[str, l
         for key in keys.keys() & real_keys[column]
     )
     assert not now_real, f"real rows now hold {now_real}: drop them from DOCUMENTED_KEYS"
+
+
+def resource_type(resource_id: str) -> str:
+    """A resource id with its names left out: /subscriptions/x/resourcegroups/y/providers/
+    Microsoft.Web/sites/z is subscriptions/resourcegroups/providers/microsoft.web/sites."""
+    segments = resource_id.strip("/").lower().split("/")
+    kept = [s for i, s in enumerate(segments) if i % 2 == 0 or segments[i - 1] == "providers"]
+    return "/".join(kept)
+
+
+def resource_types(rows: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
+    types: dict[str, set[str]] = defaultdict(set)
+    for row in administrative(rows):
+        if row.get("_ResourceId"):
+            types[row["OperationNameValue"].lower()].add(resource_type(row["_ResourceId"]))
+    return types
+
+
+def test_operations_act_on_the_resource_types_real_ones_act_on(
+    real: dict[str, list[dict[str, str]]], generated: dict[str, list[dict[str, Any]]]
+) -> None:
+    """E.g. Microsoft.Web/sites/delete on a site; a Sentinel blade's requirement check on the
+    workspace's Microsoft.SecurityInsights provider, not on a resource of its own."""
+    real_types = resource_types(real[ACTIVITY])
+    generated_types = resource_types(generated[ACTIVITY])
+    compared = real_types.keys() & generated_types.keys()
+    assert len(compared) >= 3, sorted(compared)
+    wrong = {
+        op: sorted(generated_types[op] - real_types[op])
+        for op in compared
+        if generated_types[op] - real_types[op]
+    }
+    assert not wrong, f"resource ids no real row of the operation has: {wrong}"
+
+
+def bursts(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """Operations of a user under one CorrelationId, per operation name: (correlation, name) -> ids."""
+    found: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row in administrative(rows):
+        if "@" in row["Caller"] and row.get("OperationId"):
+            found[(row["CorrelationId"], row["OperationNameValue"].lower())].add(row["OperationId"])
+    return found
+
+
+def test_a_portal_blade_issues_its_checks_together_as_real_ones_do(
+    real: dict[str, list[dict[str, str]]], generated: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Each real opening of a Sentinel blade logs nine requirement checks, distinct operations
+    under one CorrelationId within a second: generated blade openings do the same."""
+    real_sizes = {
+        (name, len(ids)) for (_, name), ids in bursts(real[ACTIVITY]).items() if name.endswith("/action")
+    }
+    check = "microsoft.securityinsights/dataconnectorscheckrequirements/action"
+    assert real_sizes == {(check, 9)}
+    generated_sizes = {
+        (name, len(ids)) for (_, name), ids in bursts(generated[ACTIVITY]).items() if name == check
+    }
+    assert generated_sizes == real_sizes
