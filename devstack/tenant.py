@@ -2,7 +2,10 @@
 
 Why: the monitor must be exercised against rows shaped like real Log Analytics exports
 (tests/fixtures), at realistic volume, with a ground truth saying which principal must raise
-which alert. Three layers, top to bottom:
+which alert. tests/unit/test_tenant_shapes.py holds the rows to the real ones in tests/fixtures
+(columns, value forms, claim keys, Caller, keys inside JSON values, an operation's statuses):
+whatever no real row shows fails there unless a Microsoft document it names shows it. Three layers,
+top to bottom:
 
 1. row builders: one principal and one instant in, Log Analytics rows out (keys are documented
    columns of monitors/schema/tables.json). `signin_row`, `activity_rows`, `policy_audit_row`
@@ -367,6 +370,7 @@ class Operation:
     upper: bool = False  # logged upper-case, as many resource providers do
     accepted: bool = False  # long-running: Start, Accept, then Success
     template: str = ""  # the target's resource id, when it does not follow from the action
+    burst: int = 1  # operations the portal issues at once, under one CorrelationId, on one target
 
     @property
     def value(self) -> str:
@@ -449,12 +453,15 @@ DIAGNOSTIC_DELETE = Operation(  # the silent way to blind a monitor
 # What the portal POSTs when someone merely opens a blade: a Microsoft Sentinel page checks the
 # user's authorization and licence ("Check user authorization and license", granted to the built-in
 # Microsoft Sentinel Reader role: MicrosoftDocs/azure-docs role-based-access-control/built-in-roles).
+# As real rows show it (tests/fixtures/real/msticnb-sentinel-portal-actions): nine checks per
+# opening, within a second, under one CorrelationId, on the workspace's SecurityInsights provider.
 DATA_CONNECTORS_CHECK = Operation(
     "Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action",
     "Check user authorization and license",
     "law",
-    template="{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}/providers/"
-    "Microsoft.SecurityInsights/dataConnectorsCheckRequirements",
+    template="{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}"
+    "/providers/Microsoft.SecurityInsights",
+    burst=9,
 )
 ROLE_ASSIGNMENT_WRITE = Operation(
     "Microsoft.Authorization/roleAssignments/write",
@@ -702,7 +709,7 @@ def _signin_table_part(interactive: bool, tenant: Tenant) -> Part:
         "ClientCredentialType": "none",
         "IncomingTokenType": "none" if interactive else "refreshToken",
         "IsInteractive": interactive,
-        "IsRisky": False,
+        # no IsRisky: every real export leaves it empty (tests/fixtures, tests/unit/test_tenant_shapes.py)
         "IsTenantRestricted": False,
         "IsThroughGlobalSecureAccess": False,
         "AuthenticationContextClassReferences": "[]",
@@ -1631,13 +1638,14 @@ def _operation(
     issued: datetime,
     app_id: str | None,
     correlation_id: str | None = None,
+    target: str | None = None,
 ) -> Iterator[Row]:
     status: Literal["Success", "Failure"] = "Failure" if rng.random() < 0.04 else "Success"
     rows = activity_records(
         who,
         at,
         op,
-        resource_id(op, who, rng),
+        target or resource_id(op, who, rng),
         status=status,
         amr=amr,
         uti=uti,
@@ -1710,9 +1718,21 @@ def _arm_session(
                 at = t + timedelta(seconds=rng.uniform(30, length.total_seconds()))
                 issued, uti = max((tok for tok in tokens if tok[0] <= at), key=lambda tok: tok[0])
                 op = rng.choice(PORTAL_BLADE_ACTIONS)
-                yield from _operation(
-                    world, who, at, op, rng, amr=auth.amr, uti=uti, issued=issued, app_id=app.app_id
-                )
+                correlation, target = guid(rng), resource_id(op, who, rng)
+                for n in range(op.burst):
+                    yield from _operation(
+                        world,
+                        who,
+                        at + timedelta(milliseconds=2 * n),
+                        op,
+                        rng,
+                        amr=auth.amr,
+                        uti=uti,
+                        issued=issued,
+                        app_id=app.app_id,
+                        correlation_id=correlation,
+                        target=target,
+                    )
         return
     for _ in range(rng.randint(1, 4)):
         at = t + timedelta(seconds=rng.uniform(30, length.total_seconds()))
