@@ -39,7 +39,8 @@ Ground truth, per principal in the manifest (`expected`):
 - "mfa-blocked-automation": a user's ARM token request refused for MFA (50074/50076/50079/50072)
   in the non-interactive log or over ROPC, or a user's Administrative write refused by the
   built-in MFA policy in deny mode (`mandatory_mfa_script`).
-- "ropc-sign-in": a user's ROPC sign-in whose password was accepted (success, MFA required, 53003).
+- "ropc-sign-in": a user's ROPC sign-in whose password was accepted (entra.FIRST_FACTOR_VERIFIED: success,
+  MFA required, a Conditional Access block, an expired password, a disabled account).
 - "guest-arm-write": a guest is the caller of an `Administrative` write or delete. A guest's ARM
   rows have the shape Microsoft's samples show: Caller its e-mail, no upn claim, and its home
   tenant's issuer in the identity provider claim (`IDENTITY_PROVIDER_CLAIM`).
@@ -70,6 +71,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TextIO
+
+from monitors.detections import entra
+from monitors.detections.entra import FIRST_FACTOR_VERIFIED, has_mfa
 
 # --------------------------------------------------------------------------- tables and well-known ids
 
@@ -157,14 +161,14 @@ OFFICE_TRAFFIC = (
 @dataclass(frozen=True, slots=True)
 class Auth:
     """How a user proved who they are: methods as AuthenticationDetails names them, and the amr
-    claim as AzureActivity Claims carries it (comma-separated; MFA iff it contains "mfa")."""
+    claim as AzureActivity Claims carries it (comma-separated; MFA as the rules read it: entra.has_mfa)."""
 
     methods: tuple[str, ...]
     amr: str
 
     @property
     def mfa(self) -> bool:
-        return "mfa" in self.amr.split(",")
+        return has_mfa(self.amr)
 
 
 PASSWORD = Auth(("Password",), "pwd")
@@ -186,7 +190,7 @@ ERRORS = {
     50140: "This error occurred due to 'Keep me signed in' interrupt when the user was signing in.",
     16000: "Other",
 }
-MFA_REQUIRED = frozenset({50074, 50076, 50079, 50072})
+MFA_REQUIRED = frozenset(int(code) for code in entra.MFA_REQUIRED)  # ResultType is an int here
 
 
 # --------------------------------------------------------------------------- the tenant and its network
@@ -1648,7 +1652,7 @@ def _operation(
         tenant=world.tenant,
     )
     yield from rows
-    if who.is_user and "mfa" not in amr.split(",") and not op.action.endswith("/action"):
+    if who.is_user and not has_mfa(amr) and not op.action.endswith("/action"):
         yield policy_audit_row(rows[-1], rng=rng)
 
 
@@ -2020,7 +2024,6 @@ POWER_PLATFORM_RESOURCES = frozenset(
 POWER_AUTOMATE = App(
     "7df0a125-d3be-4c96-aa54-591f83ff541c", "Microsoft Flow Service", "Mobile Apps and Desktop clients"
 )
-_FIRST_FACTOR_OK = frozenset({"0", "50072", "50074", "50076", "50079", "500121", "53003"})
 
 
 def automation_verdict(who: Principal, row: Row) -> tuple[str, ...]:
@@ -2029,7 +2032,7 @@ def automation_verdict(who: Principal, row: Row) -> tuple[str, ...]:
     if not (who.kind == "service-account" or who.tool == POWER_AUTOMATE_TOOL) or row["Type"] == ACTIVITY:
         return ()
     target = row["ResourceIdentity"] in (ARM.resource_id, *POWER_PLATFORM_RESOURCES)
-    return (USER_SERVICE_ACCOUNT,) if target and str(row["ResultType"]) in _FIRST_FACTOR_OK else ()
+    return (USER_SERVICE_ACCOUNT,) if target and str(row["ResultType"]) in FIRST_FACTOR_VERIFIED else ()
 
 
 def connection_owner(seed: int, tenant: Tenant) -> Principal:
@@ -2135,7 +2138,7 @@ def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
         unattended = table == NONINTERACTIVE or protocol == "ropc"
         if unattended and row["ResourceIdentity"] == ARM.resource_id and int(result) in MFA_REQUIRED:
             found += (MFA_BLOCKED_AUTOMATION,)
-        if protocol == "ropc" and (result in ("0", "53003") or int(result) in MFA_REQUIRED):
+        if protocol == "ropc" and str(result) in FIRST_FACTOR_VERIFIED:
             found += (ROPC_SIGN_IN,)  # the password was accepted: a wrong one (50126) is guessing
         return found
     category = row.get("CategoryValue")

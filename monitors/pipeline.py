@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from monitors import kql
 from monitors.adapters.log_analytics import LogsReader, QueryFailed, QueryIncomplete
+from monitors.detections import entra
 from monitors.detections.base import Context, Detection, RowError, drill_since
 from monitors.model import Finding
 from monitors.watermark import FUTURE_SKEW, Window
@@ -61,6 +62,8 @@ def query_values(window: Window, context: Context) -> dict[str, object]:
         "DrillDays": context.drill_days,
         "DrillSince": drill_since(window, context),
         **{f"Silence{table}Hours": hours for table, hours in context.silence_hours},
+        # --- what Entra's results and tokens mean (MFA amr values, first-factor codes, step-up)
+        **entra.query_values(),
     }
 
 

@@ -68,13 +68,36 @@ def drill_since(window: Window, context: Context) -> datetime:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Expect:
+    """One finding a case must produce: whom it is about and exactly which log rows it covers."""
+
+    principal: str  # the finding's Principal.identity: the object id, else the lower-case UPN
+    event_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Case:
-    """Sample log rows (per table) and how many findings they must produce."""
+    """Sample log rows (per table) and exactly the findings they must produce (none: must not fire)."""
 
     name: str
     rows: Mapping[str, Sequence[Mapping[str, Any]]]
-    findings: int
+    findings: tuple[Expect, ...]
     context: Context = Context()
+
+
+def mismatches(case: Case, findings: Sequence[Finding]) -> list[str]:
+    """How a detection's findings differ from what its case expects; empty when they agree.
+
+    Compared as multisets of (principal, event ids): a finding for the wrong principal, a missing
+    or extra event, or one finding too many or too few each show up as a difference.
+    """
+    got = sorted((f.principal.identity, tuple(sorted(f.event_ids))) for f in findings)
+    want = sorted((e.principal, tuple(sorted(e.event_ids))) for e in case.findings)
+    missing = [w for w in want if w not in got or want.count(w) > got.count(w)]
+    extra = [g for g in got if g not in want or got.count(g) > want.count(g)]
+    return [f"expected, not found: {m}" for m in dict.fromkeys(missing)] + [
+        f"found, not expected: {x}" for x in dict.fromkeys(extra)
+    ]
 
 
 def principal_key(observation: Any) -> str:

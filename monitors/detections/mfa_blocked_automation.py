@@ -30,6 +30,7 @@ from monitors.detections.base import (
     Case,
     Context,
     Detection,
+    Expect,
     Row,
     RowError,
     client_app_name,
@@ -40,6 +41,7 @@ from monitors.detections.base import (
     text,
     when,
 )
+from monitors.detections.entra import MFA_REQUIRED
 from monitors.model import EventLine, Finding, Principal, Severity
 
 ID = "mfa-blocked-automation"
@@ -65,12 +67,6 @@ FALSE_POSITIVES = (
 )
 
 ARM_RESOURCE = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
-MFA_REQUIRED = {
-    "50074": "strong authentication required",
-    "50076": "MFA required",
-    "50079": "MFA registration required",
-    "50072": "MFA enrolment required",
-}
 MIGRATE = (
     "migrate this automation to a workload identity (managed identity, federated credentials "
     "or a service principal with a certificate)"
@@ -284,7 +280,7 @@ CASES = (
     Case(
         name="a cached CLI refresh token refused for ARM (50074, non-interactive)",
         rows={"AADNonInteractiveUserSignInLogs": [sign_in_row("n1"), sign_in_row("n2", "50076")]},
-        findings=1,
+        findings=(Expect(principal=SVC_ID, event_ids=("n1", "n2")),),
     ),
     Case(
         name="password grant (ROPC) refused for ARM, logged as interactive",
@@ -301,12 +297,12 @@ CASES = (
                 )
             ]
         },
-        findings=1,
+        findings=(Expect(principal=SVC_ID, event_ids=("s1",)),),
     ),
     Case(
         name="a write rejected by the built-in MFA policy in deny mode",
         rows={"AzureActivity": [rejected_write_row("a1", DENIED_BY_MFA_POLICY)]},
-        findings=1,
+        findings=(Expect(principal=SVC_ID, event_ids=("a1",)),),
     ),
     Case(
         name="a person meeting the MFA prompt in the portal is not automation",
@@ -322,7 +318,7 @@ CASES = (
                 )
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="MFA required for Microsoft Graph, not ARM, and a bad password for ARM do not fire",
@@ -332,7 +328,7 @@ CASES = (
                 sign_in_row("n4", "50126"),
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="a write rejected for another policy, or by a workload identity, does not fire",
@@ -345,7 +341,7 @@ CASES = (
                 rejected_write_row("a3", DENIED_BY_MFA_POLICY, claims={"idtyp": "app", "appid": AZURE_CLI}),
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="a refused action (listKeys) is no write, whatever its status message says",
@@ -356,12 +352,12 @@ CASES = (
                 )
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="an account already alerted does not fire again",
         rows={"AADNonInteractiveUserSignInLogs": [sign_in_row("n5")]},
-        findings=0,
+        findings=(),
         context=Context(known_principals=frozenset({SVC_ID})),
     ),
 )

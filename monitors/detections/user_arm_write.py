@@ -27,6 +27,7 @@ from monitors.detections.base import (
     Case,
     Context,
     Detection,
+    Expect,
     Row,
     RowError,
     client_app_name,
@@ -204,6 +205,7 @@ def _mfa_text(activity: UserArmActivity) -> str:
 # security.md); listKeys is Microsoft.Storage's (.../permissions/storage.md).
 
 ADELE = "9b117c67-170e-4aed-9702-658b3fddc889"
+GUEST = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"
 AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
 UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 OID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
@@ -243,7 +245,7 @@ CASES = (
     Case(
         name="user with a password-only portal token",
         rows={"AzureActivity": [arm_row("e1", "AdeleV@contoso.com", _USER_CLAIMS)]},
-        findings=1,
+        findings=(Expect(principal=ADELE, event_ids=("e1",)),),
     ),
     Case(
         name="duplicate rows and a Start/Success pair make one finding",
@@ -254,7 +256,7 @@ CASES = (
                 arm_row("e2", "AdeleV@contoso.com", _USER_CLAIMS, CorrelationId="op-1"),
             ]
         },
-        findings=1,
+        findings=(Expect(principal=ADELE, event_ids=("e1", "e2")),),
     ),
     Case(
         name="user through a group role assignment is still a user",
@@ -268,12 +270,12 @@ CASES = (
                 )
             ]
         },
-        findings=1,
+        findings=(Expect(principal=ADELE, event_ids=("e3",)),),
     ),
     Case(
         name="no claims: a Caller with @ is a user",
         rows={"AzureActivity": [arm_row("e4", "ops@contoso.com", None)]},
-        findings=1,
+        findings=(Expect(principal="ops@contoso.com", event_ids=("e4",)),),
     ),
     Case(
         name="a guest's token has no upn claim: the Caller, its e-mail, names the guest",
@@ -287,12 +289,12 @@ CASES = (
                         AMR: "pwd",
                         EMAIL: "lars.ng@fabrikam.com",
                         IDP: "https://sts.windows.net/c72298a0-1263-446b-88be-218b13844c82/",
-                        OID: "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d",
+                        OID: GUEST,
                     },
                 )
             ]
         },
-        findings=1,
+        findings=(Expect(principal=GUEST, event_ids=("e10",)),),
     ),
     Case(
         name="a portal session of actions only (a blade's requirement check, listKeys) is no write",
@@ -302,7 +304,7 @@ CASES = (
                 arm_row("e12", "AdeleV@contoso.com", _USER_CLAIMS, OperationNameValue=LIST_KEYS),
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="actions with a delete: one finding, the actions counted apart",
@@ -312,7 +314,7 @@ CASES = (
                 arm_row("e14", "AdeleV@contoso.com", _USER_CLAIMS),
             ]
         },
-        findings=1,
+        findings=(Expect(principal=ADELE, event_ids=("e14",)),),
     ),
     Case(
         name="managed identity never fires",
@@ -328,7 +330,7 @@ CASES = (
                 )
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="service principal never fires, even with a UPN-like caller",
@@ -341,12 +343,12 @@ CASES = (
                 )
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="a user already in the baseline does not fire again",
         rows={"AzureActivity": [arm_row("e7", "AdeleV@contoso.com", _USER_CLAIMS)]},
-        findings=0,
+        findings=(),
         context=Context(known_principals=frozenset({ADELE})),
     ),
     Case(
@@ -359,7 +361,7 @@ CASES = (
                 arm_row("e9", "AdeleV@contoso.com", _USER_CLAIMS, CategoryValue="Policy"),
             ]
         },
-        findings=0,
+        findings=(),
     ),
 )
 

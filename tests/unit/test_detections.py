@@ -12,7 +12,8 @@ import pytest
 from devstack.local_reader import LocalLogsReader
 from devstack.loganalytics import LogAnalyticsServer
 from monitors.detections import DETECTIONS
-from monitors.detections.base import Case, Context, Detection
+from monitors.detections.base import Case, Context, Detection, Expect, mismatches
+from monitors.model import Finding, Principal, Severity
 from monitors.pipeline import DetectionRun, run_detection
 from monitors.watermark import Window
 
@@ -47,11 +48,10 @@ def case_named(detection: Detection, name: str) -> Case:
 def test_detection_case(detection: Detection, case: Case, engine: LogAnalyticsServer) -> None:
     run = run_case(detection, case, engine)
     assert run.skipped == 0, run.skip_reasons
-    assert len(run.findings) == case.findings
+    assert mismatches(case, run.findings) == []
     for finding in run.findings:
         assert finding.detection == detection.id
         assert detection.severity.at_least(finding.severity)  # declared severity is the ceiling
-        assert finding.event_ids
 
 
 def test_actions_with_writes_are_a_fact_of_the_alert_never_its_operations(engine: LogAnalyticsServer) -> None:
@@ -114,9 +114,9 @@ def test_catalogue_invariants() -> None:
             problems.append(f"{d.id}: MITRE ids must look like T1078.004")
         if not Path(d.query_file).is_file():
             problems.append(f"{d.id}: {d.query_file} is missing")
-        if not any(c.findings > 0 for c in d.cases):
+        if not any(c.findings for c in d.cases):
             problems.append(f"{d.id}: no case that fires")
-        if not any(c.findings == 0 for c in d.cases):
+        if not any(not c.findings for c in d.cases):
             problems.append(f"{d.id}: no case that must not fire")
     assert not problems, "\n".join(problems)
 
@@ -127,7 +127,7 @@ def test_a_window_split_by_the_row_limit_gives_the_same_findings(
 ) -> None:
     """Rows ingested across the window, queried with a tiny row limit: halves must add up."""
     engine.clear()
-    fired = [c for c in detection.cases if c.findings > 0]
+    fired = [c for c in detection.cases if c.findings]
     # Round-robin over the cases, so one principal's rows sit between other principals' rows
     # and the halving (which stops once a window holds one principal) must cut through them.
     per_case = [[(table, row) for table, rows in c.rows.items() for row in rows] for c in fired]
@@ -160,3 +160,36 @@ def test_a_partial_result_is_split_not_taken_as_complete(tmp_path: Path) -> None
     run = run_detection(BREAK_GLASS, LocalLogsReader(capped), WINDOW, Context(break_glass=ACCOUNTS), NOW)
     (finding,) = run.findings
     assert sorted(finding.event_ids) == [f"s{n}" for n in range(5)]
+
+
+def _finding_for(principal: Principal, *event_ids: str) -> Finding:
+    at = datetime(2026, 11, 20, tzinfo=UTC)
+    return Finding(
+        detection="user-arm-write", severity=Severity.HIGH, principal=principal, headline="h", facts=(),
+        events=(), event_ids=event_ids, first_time=at, last_time=at,
+    )  # fmt: skip
+
+
+def test_a_case_check_tells_the_wrong_principal_and_wrong_events_from_the_right_ones() -> None:
+    """The case check compares principals and event ids exactly: a finding about someone else, a
+    missing or extra event, and a second finding for the same rows each fail it."""
+    adele = Principal(
+        user_id="9b117c67-170e-4aed-9702-658b3fddc889", user_principal_name="adelev@contoso.com"
+    )
+    other = Principal(user_id="5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", user_principal_name="lars@fabrikam.com")
+    case = Case(name="n", rows={}, findings=(Expect(principal=adele.user_id or "", event_ids=("e1", "e2")),))
+    assert mismatches(case, [_finding_for(adele, "e2", "e1")]) == []
+    assert mismatches(case, [_finding_for(other, "e1", "e2")]) == [
+        "expected, not found: ('9b117c67-170e-4aed-9702-658b3fddc889', ('e1', 'e2'))",
+        "found, not expected: ('5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d', ('e1', 'e2'))",
+    ]
+    assert mismatches(case, [_finding_for(adele, "e1")])  # an event missing
+    assert mismatches(case, [_finding_for(adele, "e1", "e2", "e3")])  # an event too many
+    assert mismatches(case, [_finding_for(adele, "e1", "e2")] * 2) == [
+        "found, not expected: ('9b117c67-170e-4aed-9702-658b3fddc889', ('e1', 'e2'))"
+    ]
+    assert mismatches(case, []) != []
+    # A UPN-keyed expectation is the lower-case UPN; an episode does not change who it is about.
+    episode = Principal(user_id=None, user_principal_name="ops@contoso.com", episode="drill")
+    by_upn = Case(name="n", rows={}, findings=(Expect(principal="ops@contoso.com", event_ids=("e9",)),))
+    assert mismatches(by_upn, [_finding_for(episode, "e9")]) == []
