@@ -133,7 +133,7 @@ def parse(row: Row) -> GuestEvent:
         time=when(row, "TimeGenerated"),
         principal=Principal(user_id=user_id, user_principal_name=upn.lower() if upn else None),
         operation=(text(row, "Operation", required=True, limit=200) or "").lower(),
-        operation_key=text(row, "OperationKey", limit=64) or event_id,
+        operation_key=text(row, "OperationKey", limit=1200) or event_id,  # two ids and a name
         status=text(row, "Status", limit=32) or "unknown",
         with_mfa=has_mfa(text(row, "AuthMethods", limit=64)),
         identity_provider=text(row, "IdentityProvider", limit=200),
@@ -304,8 +304,11 @@ CASES = (
         name="a partner tenant's guest: no upn, Caller the e-mail; Start and Success are one write",
         rows={
             "AzureActivity": [
-                arm_row("g1", GUEST_MAIL, guest_claims(), status="Start", OperationId="op-1"),
-                arm_row("g2", GUEST_MAIL, guest_claims(), OperationId="op-1"),
+                # the rows of one operation share its ids, as in the real export azureActivity_adele.csv
+                arm_row(
+                    "g1", GUEST_MAIL, guest_claims(), status="Start", OperationId="op-1", CorrelationId="c-1"
+                ),
+                arm_row("g2", GUEST_MAIL, guest_claims(), OperationId="op-1", CorrelationId="c-1"),
             ]
         },
         findings=(Expect(principal=GUEST_ID, event_ids=("g1", "g2")),),

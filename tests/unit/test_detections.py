@@ -193,3 +193,22 @@ def test_a_case_check_tells_the_wrong_principal_and_wrong_events_from_the_right_
     episode = Principal(user_id=None, user_principal_name="ops@contoso.com", episode="drill")
     by_upn = Case(name="n", rows={}, findings=(Expect(principal="ops@contoso.com", event_ids=("e9",)),))
     assert mismatches(by_upn, [_finding_for(episode, "e9")]) == []
+
+
+def test_user_arm_write_counts_operations_as_arm_does_in_a_real_export(engine: LogAnalyticsServer) -> None:
+    """The real Activity Log export of one user deleting a lab: 23 rows. Reading them: 11 writes
+    and deletes (Start, Accept and Success rows of one operation share its CorrelationId, and a
+    resource group's delete logs each resource it deletes under the group's CorrelationId), over 7
+    correlation ids, which is what the count said before."""
+    from monitors import exports
+    from monitors.detections.user_arm_write import DETECTION as USER_ARM_WRITE
+
+    path = Path("tests/fixtures/sentinel-training-lab/azureActivity_adele.csv")
+    rows = list(exports.read_export(path, "AzureActivity", exports.ReadReport(), dynamic_text=True))
+    engine.clear()
+    engine.ingest_typed("AzureActivity", rows, NOW - timedelta(minutes=5))
+    run = run_detection(USER_ARM_WRITE, LocalLogsReader(engine), WINDOW, Context(), NOW)
+    (finding,) = run.findings
+    assert finding.principal.user_id == "9b117c67-170e-4aed-9702-658b3fddc889"
+    assert dict(finding.facts)["Operations"] == "11 writes and deletes (23 log rows)"
+    assert len(finding.event_ids) == 23
