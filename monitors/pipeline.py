@@ -64,6 +64,7 @@ def query_values(window: Window, context: Context) -> dict[str, object]:
         **{f"Silence{table}Hours": hours for table, hours in context.silence_hours},
         # --- what Entra's results and tokens mean (MFA amr values, first-factor codes, step-up)
         **entra.query_values(),
+        "StepUpSettleMinutes": int(context.step_up_settle.total_seconds() // 60),
     }
 
 

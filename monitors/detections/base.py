@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from monitors import kql
+from monitors.detections.entra import STEP_UP_SETTLE
 from monitors.model import Finding, Severity
 from monitors.settings import DEFAULT_SILENCE_HOURS, BreakGlassAccounts, Settings
 from monitors.watermark import Window
@@ -43,6 +44,9 @@ class Context:
     # None: the drill lookback runs once a day (see drill_since); True/False force it (cases, replay).
     drill_check_due: bool | None = None
     silence_hours: tuple[tuple[str, int], ...] = DEFAULT_SILENCE_HOURS  # source-silent; 0: not watched
+    # mfa-blocked-automation reads a silent refresh's step-up refusal this late, once the person's
+    # answer has arrived; replay sets 0: an export holds every row it ever will.
+    step_up_settle: timedelta = STEP_UP_SETTLE
 
 
 def detection_context(settings: Settings) -> Context:
@@ -151,6 +155,11 @@ def when(row: Row, column: str) -> datetime:
     if not isinstance(value, datetime):
         raise RowError(f"{column} is missing or not a datetime")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def optional_when(row: Row, column: str) -> datetime | None:
+    """A datetime column that may be empty (a left join that found nothing)."""
+    return None if row.get(column) in (None, "", "None") else when(row, column)
 
 
 def count(row: Row, column: str) -> int:

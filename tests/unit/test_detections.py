@@ -20,6 +20,8 @@ from monitors.watermark import Window
 NOW = datetime.now(UTC)
 # The cases' rows carry TimeGenerated in late 2026; a window this wide covers them whatever today is.
 WINDOW = Window(start=NOW - timedelta(minutes=30), end=NOW, earliest_time=datetime(2000, 1, 1, tzinfo=UTC))
+# Early enough in the window that refusals read late (mfa-blocked-automation's step-up settle) are read.
+INGESTED = NOW - timedelta(minutes=20)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +35,7 @@ CASES = [pytest.param(d, c, id=f"{d.id}: {c.name}") for d in DETECTIONS for c in
 def run_case(detection: Detection, case: Case, engine: LogAnalyticsServer) -> DetectionRun:
     engine.clear()
     for table, rows in case.rows.items():
-        engine.ingest(
-            table, [{**row, "_IngestionTime": (NOW - timedelta(minutes=5)).isoformat()} for row in rows]
-        )
+        engine.ingest(table, [{**row, "_IngestionTime": INGESTED.isoformat()} for row in rows])
     return run_detection(detection, LocalLogsReader(engine), WINDOW, case.context, NOW)
 
 
@@ -206,9 +206,38 @@ def test_user_arm_write_counts_operations_as_arm_does_in_a_real_export(engine: L
     path = Path("tests/fixtures/sentinel-training-lab/azureActivity_adele.csv")
     rows = list(exports.read_export(path, "AzureActivity", exports.ReadReport(), dynamic_text=True))
     engine.clear()
-    engine.ingest_typed("AzureActivity", rows, NOW - timedelta(minutes=5))
+    engine.ingest_typed("AzureActivity", rows, INGESTED)
     run = run_detection(USER_ARM_WRITE, LocalLogsReader(engine), WINDOW, Context(), NOW)
     (finding,) = run.findings
     assert finding.principal.user_id == "9b117c67-170e-4aed-9702-658b3fddc889"
     assert dict(finding.facts)["Operations"] == "11 writes and deletes (23 log rows)"
     assert len(finding.event_ids) == 23
+
+
+def test_a_refusal_a_person_may_answer_is_read_once_its_answer_can_have_arrived(
+    engine: LogAnalyticsServer,
+) -> None:
+    """mfa-blocked-automation: a silent step-up refusal (50074) ingested in the last minutes of a
+    window is read by the tick whose window lies entra.STEP_UP_SETTLE later, exactly once; an MFA
+    registration refusal (50079, no step-up a person can answer) is read at once."""
+    from monitors.detections.entra import STEP_UP_SETTLE
+    from monitors.detections.mfa_blocked_automation import DETECTION as MFA_BLOCKED
+    from monitors.detections.mfa_blocked_automation import sign_in_row
+
+    engine.clear()
+    ingested = (NOW - timedelta(minutes=5)).isoformat()
+    engine.ingest(
+        "AADNonInteractiveUserSignInLogs",
+        [
+            {**sign_in_row("n1"), "_IngestionTime": ingested},
+            {**sign_in_row("n2", "50079"), "_IngestionTime": ingested},
+        ],
+    )
+    reader = LocalLogsReader(engine)
+    (now,) = run_detection(MFA_BLOCKED, reader, WINDOW, Context(), NOW).findings
+    assert now.event_ids == ("n2",)
+    later = Window(start=WINDOW.end, end=WINDOW.end + STEP_UP_SETTLE, earliest_time=WINDOW.earliest_time)
+    (settled,) = run_detection(MFA_BLOCKED, reader, later, Context(), later.end).findings
+    assert settled.event_ids == ("n1",)
+    last = Window(start=later.end, end=later.end + STEP_UP_SETTLE, earliest_time=WINDOW.earliest_time)
+    assert run_detection(MFA_BLOCKED, reader, last, Context(), last.end).findings == ()
