@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from monitors import kql
 from monitors.adapters.log_analytics import LogsReader, QueryFailed, QueryIncomplete
 from monitors.detections import entra
-from monitors.detections.base import Context, Detection, RowError, drill_since
+from monitors.detections.base import Context, Detection, RowError, drill_since, one_key_per_user
 from monitors.model import Finding
 from monitors.watermark import FUTURE_SKEW, Window
 
@@ -110,6 +110,7 @@ def run_detection(
         except RowError as error:
             if len(reasons) < MAX_REASONS:
                 reasons.append(f"row {index}: {error}")
+    observations = one_key_per_user(observations)
     if memory is not None and detection.dedupe == "principal":
         keys = {detection.baseline_key(o) for o in observations}
         context = replace(context, known_principals=memory.known_principals(detection.id, keys))

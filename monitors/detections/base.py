@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from monitors import kql
 from monitors.detections.entra import STEP_UP_SETTLE
-from monitors.model import Finding, Severity
+from monitors.model import Finding, Principal, Severity
 from monitors.settings import DEFAULT_SILENCE_HOURS, BreakGlassAccounts, Settings
 from monitors.watermark import Window
 
@@ -102,6 +102,30 @@ def mismatches(case: Case, findings: Sequence[Finding]) -> list[str]:
     return [f"expected, not found: {m}" for m in dict.fromkeys(missing)] + [
         f"found, not expected: {x}" for x in dict.fromkeys(extra)
     ]
+
+
+def one_key_per_user(observations: Sequence[T]) -> list[T]:
+    """Observations whose principal has no object id take the one another observation of the same
+    UPN carries, so one user has one baseline key: an Activity Log row without token claims names
+    its user by Caller alone, and keyed by that UPN it would alert a second time. Observations
+    that derive their principal (no `principal` field) are left as they are."""
+    object_ids: dict[str, str] = {}
+    for principal in filter(None, map(_principal_field, observations)):
+        if principal.user_id and principal.user_principal_name:
+            object_ids.setdefault(principal.user_principal_name.lower(), principal.user_id)
+    resolved = []
+    for o in observations:
+        principal = _principal_field(o)
+        upn = ((principal and principal.user_principal_name) or "").lower()
+        if principal and not principal.user_id and upn in object_ids:
+            o = replace(o, principal=replace(principal, user_id=object_ids[upn]))  # type: ignore[type-var]
+        resolved.append(o)
+    return resolved
+
+
+def _principal_field(observation: Any) -> Principal | None:
+    """The observation's `principal` field; None when it has none (or derives it in a property)."""
+    return observation.principal if any(f.name == "principal" for f in fields(observation)) else None
 
 
 def principal_key(observation: Any) -> str:

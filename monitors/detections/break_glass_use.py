@@ -250,6 +250,27 @@ CASES = (
         context=Context(break_glass=ACCOUNTS),
     ),
     Case(
+        # Caller is "the email address of the user ..., UPN claim, or SPN claim based on
+        # availability" (Microsoft Learn, Azure Activity Log event schema): without claims, an
+        # object id. Upper case, as some exports write GUIDs.
+        name="an ARM operation matched only by Caller, the account's object id, without claims",
+        rows={
+            "AzureActivity": [
+                {
+                    "TimeGenerated": "2026-11-20T03:16:00Z",
+                    "EventDataId": "a2",
+                    "Caller": BG_ID.upper(),
+                    "CategoryValue": "Administrative",
+                    "ActivityStatusValue": "Success",
+                    "OperationNameValue": "Microsoft.Authorization/roleAssignments/write",
+                    "Claims": "",
+                }
+            ]
+        },
+        findings=(Expect(principal=BG_ID, event_ids=("a2",)),),
+        context=Context(break_glass=ACCOUNTS),
+    ),
+    Case(
         name="an ordinary user never fires",
         rows={"SigninLogs": [sign_in_row("s4", "11111111-2222-4333-8444-555555555555", "alice@contoso.com")]},
         findings=(),

@@ -377,6 +377,15 @@ CASES = (
         findings=(Expect(principal=SVC_ID, event_ids=("a1",)),),
     ),
     Case(
+        # Claims empty: the row names its user by Caller, the UPN, alone (Activity Log event schema).
+        name="a refused refresh and a rejected write without token claims are one user: one finding",
+        rows={
+            "AADNonInteractiveUserSignInLogs": [sign_in_row("n6")],
+            "AzureActivity": [{**rejected_write_row("a5", DENIED_BY_MFA_POLICY), "Claims": ""}],
+        },
+        findings=(Expect(principal=SVC_ID, event_ids=("n6", "a5")),),
+    ),
+    Case(
         name="a person meeting the MFA prompt in the portal is not automation",
         rows={
             "SigninLogs": [

@@ -241,7 +241,52 @@ _USER_CLAIMS = {
     OID: ADELE,
 }
 
+
+def portal_sign_in(event_id: str, user_id: str, upn: str) -> dict:
+    """The user's interactive portal sign-in for ARM, shaped as in the real export sign-in_adelete.csv."""
+    return {
+        "TimeGenerated": "2026-11-20T09:58:41Z", "Id": event_id, "UserId": user_id, "UserPrincipalName": upn,
+        "UserType": "Member", "AppId": "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+        "AppDisplayName": "Azure Portal", "ResourceIdentity": "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+        "ResourceDisplayName": "Windows Azure Service Management API", "ResultType": "0",
+        "AuthenticationRequirement": "singleFactorAuthentication", "IsInteractive": True,
+    }  # fmt: skip
+
+
+# Caller is "the email address of the user who has performed the operation, UPN claim, or SPN claim
+# based on availability" (Microsoft Learn, Azure Activity Log event schema): a row whose Claims are
+# empty names its user by UPN alone.
+NO_CLAIMS = None
+OPS_ID = "2c7d1e9a-6b3f-4d8e-a1c5-7f9e0b2d4a68"
+
 CASES = (
+    Case(
+        name="a row without claims and the same user's row with claims: one user, one key",
+        rows={
+            "AzureActivity": [
+                arm_row("e20", "AdeleV@contoso.com", _USER_CLAIMS),
+                arm_row("e21", "AdeleV@contoso.com", NO_CLAIMS),
+            ]
+        },
+        findings=(Expect(principal=ADELE, event_ids=("e20", "e21")),),
+    ),
+    Case(
+        name="a row without claims takes the object id of the user's sign-in",
+        rows={
+            "AzureActivity": [arm_row("e22", "Ops@contoso.com", NO_CLAIMS)],
+            "SigninLogs": [portal_sign_in("s22", OPS_ID, "ops@contoso.com")],
+        },
+        findings=(Expect(principal=OPS_ID, event_ids=("e22",)),),
+    ),
+    Case(
+        name="a user in the baseline by object id does not alert again for a row without claims",
+        rows={
+            "AzureActivity": [arm_row("e23", "AdeleV@contoso.com", NO_CLAIMS)],
+            "SigninLogs": [portal_sign_in("s23", ADELE, "AdeleV@contoso.com")],
+        },
+        findings=(),
+        context=Context(known_principals=frozenset({ADELE})),
+    ),
     Case(
         name="user with a password-only portal token",
         rows={"AzureActivity": [arm_row("e1", "AdeleV@contoso.com", _USER_CLAIMS)]},
