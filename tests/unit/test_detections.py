@@ -241,3 +241,22 @@ def test_a_refusal_a_person_may_answer_is_read_once_its_answer_can_have_arrived(
     assert settled.event_ids == ("n1",)
     last = Window(start=later.end, end=later.end + STEP_UP_SETTLE, earliest_time=WINDOW.earliest_time)
     assert run_detection(MFA_BLOCKED, reader, last, Context(), last.end).findings == ()
+
+
+def test_one_key_per_user_gives_a_upn_only_observation_the_object_id_its_user_has_elsewhere() -> None:
+    """The same UPN in any case takes the object id; another user's, or one nobody names, keeps its UPN."""
+    from dataclasses import dataclass
+
+    from monitors.detections.base import one_key_per_user
+
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class Seen:
+        principal: Principal
+
+    adele = "9b117c67-170e-4aed-9702-658b3fddc889"
+    seen = [
+        Seen(principal=Principal(user_id=None, user_principal_name="AdeleV@contoso.com")),
+        Seen(principal=Principal(user_id=adele, user_principal_name="adelev@contoso.com")),
+        Seen(principal=Principal(user_id=None, user_principal_name="ops@contoso.com")),
+    ]
+    assert [s.principal.key for s in one_key_per_user(seen)] == [adele, adele, "ops@contoso.com"]
