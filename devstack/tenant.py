@@ -21,7 +21,8 @@ top to bottom:
 
     python -m devstack.tenant --out DIR --users N --days D --seed S [--start ISO] [--break-glass-out FILE]
 
-Ground truth, per principal in the manifest (`expected`):
+Ground truth, per principal in the manifest (`expected`, and in `expected_events` the rows each
+detection's alerts must cover, as `AnswerKey` collects them):
 - "user-arm-write": a user object (member, guest, service account or break-glass account) is the
   caller of at least one `Administrative` write or delete (an OperationNameValue ending in /write
   or /delete). Every generated Administrative operation is a write, delete or action (the
@@ -41,8 +42,10 @@ Ground truth, per principal in the manifest (`expected`):
   whose flows refresh tokens every 15 minutes from Azure; nobody signs in with it interactively).
 - "mfa-blocked-automation": a user's ARM token request refused for MFA (50074/50076/50079/50072)
   in the non-interactive log or over ROPC, or a user's Administrative write refused by the
-  built-in MFA policy in deny mode (`mandatory_mfa_script`).
-- "ropc-sign-in": a user's ROPC sign-in whose password was accepted (success, MFA required, 53003).
+  built-in MFA policy in deny mode (`mandatory_mfa_script`); not a silent refresh refused for a
+  step-up (50074/50076) that the user answers within minutes with an interactive MFA sign-in.
+- "ropc-sign-in": a user's ROPC sign-in whose password was accepted (entra.FIRST_FACTOR_VERIFIED: success,
+  MFA required, a Conditional Access block, an expired password, a disabled account).
 - "guest-arm-write": a guest is the caller of an `Administrative` write or delete. A guest's ARM
   rows have the shape Microsoft's samples show: Caller its e-mail, no upn claim, and its home
   tenant's issuer in the identity provider claim (`IDENTITY_PROVIDER_CLAIM`).
@@ -73,6 +76,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TextIO
+
+from monitors.detections import entra
+from monitors.detections.entra import FIRST_FACTOR_VERIFIED, has_mfa
 
 # --------------------------------------------------------------------------- tables and well-known ids
 
@@ -160,14 +166,14 @@ OFFICE_TRAFFIC = (
 @dataclass(frozen=True, slots=True)
 class Auth:
     """How a user proved who they are: methods as AuthenticationDetails names them, and the amr
-    claim as AzureActivity Claims carries it (comma-separated; MFA iff it contains "mfa")."""
+    claim as AzureActivity Claims carries it (comma-separated; MFA as the rules read it: entra.has_mfa)."""
 
     methods: tuple[str, ...]
     amr: str
 
     @property
     def mfa(self) -> bool:
-        return "mfa" in self.amr.split(",")
+        return has_mfa(self.amr)
 
 
 PASSWORD = Auth(("Password",), "pwd")
@@ -189,7 +195,7 @@ ERRORS = {
     50140: "This error occurred due to 'Keep me signed in' interrupt when the user was signing in.",
     16000: "Other",
 }
-MFA_REQUIRED = frozenset({50074, 50076, 50079, 50072})
+MFA_REQUIRED = frozenset(int(code) for code in entra.MFA_REQUIRED)  # ResultType is an int here
 
 
 # --------------------------------------------------------------------------- the tenant and its network
@@ -1656,7 +1662,7 @@ def _operation(
         tenant=world.tenant,
     )
     yield from rows
-    if who.is_user and "mfa" not in amr.split(",") and not op.action.endswith("/action"):
+    if who.is_user and not has_mfa(amr) and not op.action.endswith("/action"):
         yield policy_audit_row(rows[-1], rng=rng)
 
 
@@ -2040,7 +2046,6 @@ POWER_PLATFORM_RESOURCES = frozenset(
 POWER_AUTOMATE = App(
     "7df0a125-d3be-4c96-aa54-591f83ff541c", "Microsoft Flow Service", "Mobile Apps and Desktop clients"
 )
-_FIRST_FACTOR_OK = frozenset({"0", "50072", "50074", "50076", "50079", "500121", "53003"})
 
 
 def automation_verdict(who: Principal, row: Row) -> tuple[str, ...]:
@@ -2049,7 +2054,7 @@ def automation_verdict(who: Principal, row: Row) -> tuple[str, ...]:
     if not (who.kind == "service-account" or who.tool == POWER_AUTOMATE_TOOL) or row["Type"] == ACTIVITY:
         return ()
     target = row["ResourceIdentity"] in (ARM.resource_id, *POWER_PLATFORM_RESOURCES)
-    return (USER_SERVICE_ACCOUNT,) if target and str(row["ResultType"]) in _FIRST_FACTOR_OK else ()
+    return (USER_SERVICE_ACCOUNT,) if target and str(row["ResultType"]) in FIRST_FACTOR_VERIFIED else ()
 
 
 def connection_owner(seed: int, tenant: Tenant) -> Principal:
@@ -2155,7 +2160,7 @@ def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
         unattended = table == NONINTERACTIVE or protocol == "ropc"
         if unattended and row["ResourceIdentity"] == ARM.resource_id and int(result) in MFA_REQUIRED:
             found += (MFA_BLOCKED_AUTOMATION,)
-        if protocol == "ropc" and (result in ("0", "53003") or int(result) in MFA_REQUIRED):
+        if protocol == "ropc" and str(result) in FIRST_FACTOR_VERIFIED:
             found += (ROPC_SIGN_IN,)  # the password was accepted: a wrong one (50126) is guessing
         return found
     category = row.get("CategoryValue")
@@ -2260,7 +2265,8 @@ class Manifest:
     user_principal_name, display_name}]; principals [{kind, object_id, user_principal_name,
     mail (guests: their Caller in AzureActivity), display_name, user_type, home_tenant_id, app_id,
     mi_resource_id, tool, mfa, role_assignment {role, principal_type, principal_id}, expected:
-    ["user-arm-write", "break-glass-use"] or a subset}]."""
+    ["user-arm-write", "break-glass-use"] or a subset, expected_events: {detection: [the event ids
+    (Id, EventDataId) its alerts must cover; none for a detection no row carries]}}]."""
 
     seed: int
     users: int
@@ -2270,7 +2276,8 @@ class Manifest:
     enforcement: datetime
     tenant: Tenant
     principals: tuple[Principal, ...]
-    expected: Mapping[str, tuple[str, ...]]  # object id -> detections, for principals that trigger any
+    # object id -> detection -> the event ids its alerts must cover, for principals that trigger any
+    expected: Mapping[str, Mapping[str, tuple[str, ...]]]
     rows: Mapping[str, int]  # lines per table file, duplicates included
     late_rows: Mapping[str, int]  # rows ingested more than an hour after TimeGenerated
     duplicate_rows: Mapping[str, int]
@@ -2323,7 +2330,8 @@ class Manifest:
                 "principal_type": p.role_principal_type,
                 "principal_id": p.assignee,
             },
-            "expected": list(self.expected.get(p.object_id, ())),
+            "expected": list(self.expected.get(p.object_id, {})),
+            "expected_events": {d: list(ids) for d, ids in self.expected.get(p.object_id, {}).items()},
         }
 
     def write(self, path: Path) -> None:
@@ -2354,6 +2362,78 @@ def _verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     return found + _mandatory_mfa_verdicts(who, row)
 
 
+def event_id(row: Row) -> str:
+    """The row's own id, as the detections report it: `Id` in the sign-in tables, `EventDataId` in
+    AzureActivity."""
+    return str(row["EventDataId"] if row["Type"] == ACTIVITY else row["Id"])
+
+
+class AnswerKey:
+    """The ground truth as rows are written: per principal, each detection its rows must raise and
+    exactly which rows (event ids) its alerts must cover.
+
+    mfa-blocked-automation leaves out a silent refresh refused for a step-up (entra.STEP_UP_RESULTS)
+    that the same user answers within entra.STEP_UP_WITHIN with an interactive sign-in that
+    satisfied MFA: such refusals wait in `step_ups` until every row is in (`settle`)."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, dict[str, set[str]]] = {}
+        self.step_ups: dict[str, list[tuple[datetime, str]]] = {}
+        self.mfa_sign_ins: dict[str, list[datetime]] = {}
+
+    def add(self, who: Principal, row: Row) -> None:
+        at = datetime.fromisoformat(row["TimeGenerated"])
+        for detection in _verdicts(who, row):
+            if detection == MFA_BLOCKED_AUTOMATION and _silent_step_up(row):
+                self.step_ups.setdefault(who.object_id, []).append((at, event_id(row)))
+            else:
+                self.expect(who.object_id, detection, (event_id(row),))
+        if _interactive_mfa(row):
+            self.mfa_sign_ins.setdefault(who.object_id, []).append(at)
+
+    def expect(self, object_id: str, detection: str, event_ids: Iterable[str] = ()) -> None:
+        self.events.setdefault(object_id, {}).setdefault(detection, set()).update(event_ids)
+
+    def merge(self, other: AnswerKey) -> None:
+        for object_id, found in other.events.items():
+            for detection, ids in found.items():
+                self.expect(object_id, detection, ids)
+        for object_id, refusals in other.step_ups.items():
+            self.step_ups.setdefault(object_id, []).extend(refusals)
+        for object_id, times in other.mfa_sign_ins.items():
+            self.mfa_sign_ins.setdefault(object_id, []).extend(times)
+
+    def settle(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Every row is in: the step-up refusals nobody answered join the key; the key, sorted."""
+        for object_id, refusals in self.step_ups.items():
+            answers = self.mfa_sign_ins.get(object_id, [])
+            unanswered = [
+                rid
+                for at, rid in refusals
+                if not any(timedelta(0) <= t - at <= entra.STEP_UP_WITHIN for t in answers)
+            ]
+            if unanswered:
+                self.expect(object_id, MFA_BLOCKED_AUTOMATION, unanswered)
+        self.step_ups.clear()
+        return {
+            object_id: {detection: tuple(sorted(ids)) for detection, ids in sorted(found.items())}
+            for object_id, found in self.events.items()
+        }
+
+
+def _silent_step_up(row: Row) -> bool:
+    return row["Type"] == NONINTERACTIVE and str(row["ResultType"]) in entra.STEP_UP_RESULTS
+
+
+def _interactive_mfa(row: Row) -> bool:
+    """An interactive sign-in that satisfied MFA, as mfa_blocked_automation.kql reads one."""
+    return (
+        row["Type"] == SIGNIN
+        and str(row["ResultType"]) == "0"
+        and row.get("AuthenticationRequirement") == "multiFactorAuthentication"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Chunk:
     """One worker's share: principals[first:first+len(principals)], every day, into part files."""
@@ -2373,7 +2453,7 @@ class _Written:
     rows: Counter[str]
     late: Counter[str]
     duplicates: Counter[str]
-    expected: dict[str, set[str]]
+    answers: AnswerKey
 
 
 def _write_chunk(chunk: _Chunk) -> _Written:
@@ -2381,7 +2461,7 @@ def _write_chunk(chunk: _Chunk) -> _Written:
     depend on how principals are split between workers. Rows past the window's end (an evening in
     Seattle is the next day in UTC) are cut, as an export of the window would cut them."""
     writer = TableWriter(chunk.part_dir, suffix=f".{chunk.index:04d}")
-    expected: dict[str, set[str]] = {}
+    answers = AnswerKey()
     end = iso(chunk.world.end)  # same format in every row: strings compare like times
     try:
         for i, who in enumerate(chunk.principals, chunk.first):
@@ -2390,30 +2470,28 @@ def _write_chunk(chunk: _Chunk) -> _Written:
                 for row in day_rows(chunk.world, who, chunk.world.start + timedelta(days=d), rng):
                     if row["TimeGenerated"] >= end:
                         continue
-                    if found := _verdicts(who, row):
-                        expected.setdefault(who.object_id, set()).update(found)
+                    answers.add(who, row)
                     writer.write(row, rng)
     finally:
         writer.close()
-    return _Written(writer.paths, writer.rows, writer.late, writer.duplicates, expected)
+    return _Written(writer.paths, writer.rows, writer.late, writer.duplicates, answers)
 
 
 def _write_script(chunk: _Chunk, script: list[Scripted]) -> _Written:
     """The hand-placed break-glass rows and the platform noise, after everyone else."""
     writer = TableWriter(chunk.part_dir, suffix=f".{chunk.index:04d}")
-    expected: dict[str, set[str]] = {}
+    answers = AnswerKey()
     rng = random.Random(f"{chunk.seed}:script")
     try:
         for item in script:
-            for found in _verdicts(item.who, item.row):
-                expected.setdefault(item.who.object_id, set()).add(found)
+            answers.add(item.who, item.row)
             writer.write(item.row, rng, late=item.late, duplicate=item.duplicate)
         for d in range(chunk.days):
             for row in platform_day(chunk.world, chunk.world.start + timedelta(days=d), rng):
                 writer.write(row, rng)
     finally:
         writer.close()
-    return _Written(writer.paths, writer.rows, writer.late, writer.duplicates, expected)
+    return _Written(writer.paths, writer.rows, writer.late, writer.duplicates, answers)
 
 
 def _concatenate(parts: list[Path], target: Path) -> None:
@@ -2487,12 +2565,13 @@ def generate(
     finally:
         shutil.rmtree(part_dir, ignore_errors=True)
 
-    expected: dict[str, set[str]] = {}
+    answers = AnswerKey()
     for w in written:
-        for object_id, found in w.expected.items():
-            expected.setdefault(object_id, set()).update(found)
+        answers.merge(w.answers)
     for object_id, found in watcher_expected_without_rows(principals, script).items():
-        expected.setdefault(object_id, set()).update(found)
+        for detection in found:
+            answers.expect(object_id, detection)  # no row: the detection names its own event
+    expected = answers.settle()
     manifest = Manifest(
         seed=seed,
         users=users,
@@ -2502,7 +2581,7 @@ def generate(
         enforcement=world.enforcement,
         tenant=tenant,
         principals=principals,
-        expected={k: tuple(sorted(v)) for k, v in expected.items()},
+        expected=expected,
         rows={t: sum(w.rows[t] for w in written) for t in TABLES},
         late_rows={t: sum(w.late[t] for w in written) for t in TABLES},
         duplicate_rows={t: sum(w.duplicates[t] for w in written) for t in TABLES},

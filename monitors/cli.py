@@ -174,11 +174,13 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
             start=ingested_at - timedelta(minutes=1), end=now, earliest_time=datetime(1970, 1, 1, tzinfo=UTC)
         )
         # An export has no ingestion history and no "now" of its own: source-silent's silence part and
-        # break-glass-weak-method's drill part do not apply to it (README, Offline replay).
+        # break-glass-weak-method's drill part do not apply to it (README, Offline replay). It holds
+        # every row it ever will, so no refusal waits for a person's step-up to arrive.
         context = Context(
             break_glass=accounts,
             drill_check_due=False,
             silence_hours=tuple((table, 0) for table in WATCHED_TABLES),
+            step_up_settle=timedelta(0),
         )
         reader = LocalLogsReader(engine)
         try:
