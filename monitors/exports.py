@@ -86,6 +86,8 @@ class FileReport:
     rows_skipped: int = 0
     skip_examples: list[str] = field(default_factory=list)  # the first MAX_EXAMPLES reasons
     undocumented_columns: list[str] = field(default_factory=list)  # dropped, as named in the export
+    # Documented columns the export holds (of those asked for), TimeGenerated when derived too.
+    columns: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # things done on the user's behalf
 
     def skip(self, reason: str) -> None:
@@ -606,6 +608,7 @@ def _csv_rows(
             raise ExportError(f"{path}: no TimeGenerated column")
         report.notes.append(f"TimeGenerated taken from {source} (a sign-in's TimeGenerated is its {source})")
     report.undocumented_columns = plan.undocumented
+    report.columns = set(plan.columns) | {"TimeGenerated"}
     yield None
     number = 0
     for line, fields in _csv_records(text, reader, plan, progress):
@@ -733,6 +736,7 @@ def _json_rows(
                 if not undocumented.issuperset(plan.undocumented):
                     undocumented.update(plan.undocumented)
                     report.undocumented_columns = sorted(undocumented)
+                report.columns.update(plan.columns)
             if not plan.columns:
                 report.skip(f"{where}: no documented {table} column")
                 continue
@@ -744,6 +748,7 @@ def _json_rows(
                 continue
             if not derived and "TimeGenerated" not in plan.columns:
                 derived = True
+                report.columns.add("TimeGenerated")
                 report.notes.append(
                     "TimeGenerated taken from CreatedDateTime where absent "
                     "(a sign-in's TimeGenerated is its CreatedDateTime)"

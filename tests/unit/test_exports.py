@@ -751,3 +751,28 @@ def test_dynamic_text_hands_dynamic_values_on_as_text_and_checks_the_rest(tmp_pa
         write_json(tmp_path / "a.json", items), "AzureActivity", ReadReport(), dynamic_text=True
     )
     assert (row["Claims_d"], row["Properties_d"]) == ('{"idtyp":"user"}', "5")
+
+
+# --- which columns an export holds (replay says what a detection could not read)
+
+
+def test_the_report_names_the_documented_columns_a_csv_holds(tmp_path: Path) -> None:
+    _, report = read(activity_csv(tmp_path / "AzureActivity.csv", "2026-11-20T08:00:00Z"), "AzureActivity")
+    assert report.columns == {"TimeGenerated", "EventDataId", "Caller", "Claims_d", "Type"}
+
+
+def test_the_report_names_the_columns_of_every_json_row_and_a_derived_time(tmp_path: Path) -> None:
+    # az prints the query's columns; a union can give rows different keys. No TimeGenerated here.
+    items = [
+        {"CreatedDateTime": "2021-04-28T14:32:13.5Z", "Id": "a1", "UserAgent": "curl/8.4.0"},
+        {"CreatedDateTime": "2021-04-28T14:33:13.5Z", "Id": "a2", "AuthenticationProtocol": "ropc"},
+    ]
+    _, report = read(write_json(tmp_path / "SigninLogs.json", items), "SigninLogs")
+    assert report.columns == {"CreatedDateTime", "Id", "UserAgent", "AuthenticationProtocol", "TimeGenerated"}
+
+
+def test_only_the_columns_asked_for_are_reported(tmp_path: Path) -> None:
+    path = activity_csv(tmp_path / "AzureActivity.csv", "2026-11-20T08:00:00Z")
+    report = ReadReport()
+    list(read_export(path, "AzureActivity", report, columns={"Caller"}))
+    assert report.files[0].columns == {"TimeGenerated", "Caller", "Type"}
