@@ -573,3 +573,41 @@ def test_exports_with_every_column_the_detections_read_end_in_no_alerts(tmp_path
     lines = report_lines(result.stderr)
     assert lines["SigninLogs.csv"] == "SigninLogs.csv (SigninLogs, csv): 0 rows read"
     assert all(lines[d.id].split()[1:] == ["ran"] for d in DETECTIONS)
+
+
+# --- bounded memory on any record, and structure too deep to follow
+
+# Replay in a fresh process that reports its own peak memory on stderr's last line.
+REPLAY_AND_MEASURE = (
+    "import resource, sys; from monitors.cli import main; code = main(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr); sys.exit(code)"
+)
+
+
+def test_an_over_long_record_is_skipped_and_the_rest_replayed_in_bounded_memory(logdir: Path) -> None:
+    with (logdir / "AzureActivity.csv").open("a", encoding="utf-8") as out:
+        out.write('"')
+        for _ in range(160):  # 160 MB in one quoted field: no log row is like this
+            out.write("x" * (1 << 20))
+        out.write('"\n')
+    result = subprocess.run(
+        [sys.executable, "-c", REPLAY_AND_MEASURE, "replay", str(logdir), "--format", "json"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (alert,) = json.loads(result.stdout)
+    assert len(alert["event_ids"]) == 23  # every real row still replayed
+    assert "skipped 1 malformed rows: AzureActivity.csv: row 24 (line 1233): " in result.stderr
+    assert "a record longer than 16,777,216 characters" in result.stderr
+    peak_mb = int(result.stderr.splitlines()[-1])
+    assert peak_mb < 300, f"peak {peak_mb} MB"  # 155 MB without the record; the record held whole: GBs
+
+
+def test_a_json_export_nested_too_deeply_exits_2_naming_the_file(tmp_path: Path) -> None:
+    row = '{"TimeGenerated": "2026-11-20T08:00:00Z", "EventDataId": "e1"}'
+    export = tmp_path / "AzureActivity.json"
+    export.write_text(f'[{row}, {{"Claims": {"[" * 100_000}{"]" * 100_000}}}]', encoding="utf-8")
+    result = replay(str(tmp_path))
+    assert result.returncode == 2
+    assert f"error: {export}: row 2 is JSON nested too deeply to read" in result.stderr
+    assert "Traceback" not in result.stderr
