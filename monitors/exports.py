@@ -124,9 +124,11 @@ class ReadReport:
         return sum(f.rows_skipped for f in self.files)
 
     def skip(self, path: Path, reason: str) -> None:
-        """Count a row of `path` that a later stage refused (it was yielded, so also counted read)."""
+        """Count a row of `path` that a later stage refused: it was yielded and counted read, and
+        now counts as skipped instead, so "N rows read, M skipped" adds up to the file's rows."""
         for report in self.files:
             if report.path == path:
+                report.rows_read -= 1
                 report.skip(reason)
                 return
         raise ValueError(f"{path} has not been read")
