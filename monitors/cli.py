@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -20,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from monitors import cli_alerts, cli_waivers
+from monitors import cli_alerts, cli_waivers, coverage
 from monitors.detections import DETECTIONS
 from monitors.detections.base import Context
 from monitors.schema import SchemaMissing
@@ -189,16 +188,48 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
             engine.stop()
     findings = [f for run in runs for f in run.findings]
     skipped = report.rows_skipped + sum(run.skipped for run in runs)
-    if output == "json":
-        json.dump([_alert_json(f) for f in findings], out, indent=2)
-        out.write("\n")
-    else:
-        _table(findings, out)
+    covered = _coverage(report)
+    _what_replay_did(report, covered, runs, err)
     for path in discovery.ignored:
         print(f"ignored {path.name}: not named after a supported table", file=err)
     if skipped:
         print(f"skipped {skipped} malformed rows: {'; '.join(report.examples()[:5])}", file=err)
+    err.flush()  # the report, then the alerts: the order a person reads them in at a terminal
+    if output == "json":
+        json.dump([_alert_json(f) for f in findings], out, indent=2)
+        out.write("\n")
+    else:
+        _table(findings, [c.detection for c in covered if not c.complete], out)
     return 0
+
+
+def _coverage(report: Any) -> list[coverage.Coverage]:
+    """Per detection, what the exports let it read (a table no export holds is absent)."""
+    exported = {file.table: file.columns for file in report.files}
+    return [coverage.coverage(detection, needs, exported) for detection, needs in _needs().items()]
+
+
+def _what_replay_did(report: Any, covered: list[coverage.Coverage], runs: list[Any], err: TextIO) -> None:
+    """On stderr, so that `--format json` keeps stdout to the alerts: rows read and skipped per
+    export, then per detection whether it could run on them, and if not, why."""
+    from monitors.exports import TABLES
+
+    read = {file.table for file in report.files}
+    lines = ["read:", *(f"  {line}" for line in report.lines())]
+    lines += [f"  {table}: no export" for table in TABLES if table not in read]
+    names = {file.table: file.path.name for file in report.files}
+    width = max(len(c.detection) for c in covered)
+    lines.append("detections:")
+    for found, run in zip(covered, runs, strict=True):
+        line = f"  {found.detection:{width}}  {found.text(names)}"
+        if run.skipped:
+            line += f" ({run.skipped} result rows skipped)"
+        lines.append(line)
+    if not all(found.complete for found in covered):
+        lines.append(
+            "  (incomplete: the query ran without what is listed; findings that need it cannot appear)"
+        )
+    err.write("\n".join(lines) + "\n")
 
 
 def _run(detection: Any, reader: Any, window: Any, context: Context, now: datetime) -> Any:
@@ -214,13 +245,14 @@ def _run(detection: Any, reader: Any, window: Any, context: Context, now: dateti
 def _columns_read(table: str) -> frozenset[str]:
     """The columns of `table` that some detection's KQL names: the only ones replay reads and
     stores (a portal AzureActivity row is ~7 KB, most of it JSON no detection looks at)."""
+    return frozenset().union(*(needs.get(table, frozenset()) for needs in _needs().values()))
+
+
+def _needs() -> dict[str, dict[str, frozenset[str]]]:
+    """Per detection (in catalogue order), the columns its KQL names in each table replay reads."""
     from monitors.exports import SCHEMA
 
-    kql = "\n".join(detection.query for detection in DETECTIONS)
-    # Comments and string literals name no column ("Microsoft.Authorization/..." is not one).
-    code = re.sub(r"(^|\s)//[^\n]*", " ", kql)
-    code = re.sub(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'', " ", code)
-    return frozenset(SCHEMA[table].keys() & set(re.findall(r"\w+", code)))
+    return {detection.id: coverage.named_columns(detection.query, SCHEMA) for detection in DETECTIONS}
 
 
 def _break_glass_accounts(cli_values: list[str]) -> BreakGlassAccounts:
@@ -272,7 +304,14 @@ def _alert_json(finding: Any) -> dict[str, Any]:
     }
 
 
-def _table(findings: list[Any], out: TextIO) -> None:
+def _table(findings: list[Any], incomplete: list[str], out: TextIO) -> None:
+    """The alerts; "No alerts." only when every detection could read all it reads."""
+    if not findings and incomplete:
+        out.write(
+            f"No alerts in what the exports hold, but {len(incomplete)} of {len(DETECTIONS)} detections"
+            " could not see everything they read (see the report above, on stderr).\n"
+        )
+        return
     if not findings:
         out.write("No alerts.\n")
         return
