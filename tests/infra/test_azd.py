@@ -41,7 +41,7 @@ def test_the_guide_names_the_same_azd_version() -> None:
 def test_azure_yaml_runs_the_hooks_that_exist() -> None:
     text = (REPO / "azure.yaml").read_text()
     hooks = dict(re.findall(r"^  (\w+):\n    shell: sh\n    run: (\S+)$", text, re.MULTILINE))
-    assert set(hooks) == {"preprovision", "predown"}
+    assert set(hooks) == {"preprovision", "predown", "postdeploy"}
     for script in hooks.values():
         assert (REPO / script).is_file(), script
         assert os.access(REPO / script, os.X_OK), f"{script} is not executable"
@@ -151,3 +151,66 @@ def test_predown_names_the_subscription_it_needs(tmp_path: Path) -> None:
     assert code != 0
     assert "AZURE_SUBSCRIPTION_ID is not set" in stderr
     assert calls == []
+
+
+def test_postdeploy_checks_the_app_identity_and_runs_doctor_with_the_app_settings(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    held = tmp_path / "held"  # role assignments `az role assignment list` finds, one per line
+    held.write_text("Log Analytics Reader\n")
+    (bindir / "az").write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        '  "role assignment list"*) for r in "Log Analytics Reader" "Storage Table Data Contributor"; do\n'
+        f'      case "$*" in *"--role $r "*) grep -c "^$r\\$" "{held}";; esac; done;;\n'
+        '  "functionapp config appsettings list"*)\n'
+        "    printf 'STATE_TABLE_ENDPOINT\\thttps://stabc.table.core.windows.net\\n'\n"
+        "    printf 'AZURE_CLIENT_ID\\t00000000-0000-0000-0000-0000000000c1\\n'\n"
+        "    printf 'TEAMS_WEBHOOK_URL\\t@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/t/)\\n';;\n"
+        '  "storage account show"*) echo /subscriptions/s/resourceGroups/rg/providers/'
+        "Microsoft.Storage/storageAccounts/stabc;;\n"
+        "esac\n"
+    )
+    python = bindir / "fake-python"  # records how doctor was started
+    python.write_text(
+        f'#!/bin/sh\n[ "$1" = -c ] && exit 0\necho "$* | $STATE_TABLE_ENDPOINT | ${{AZURE_CLIENT_ID:-unset}}'
+        f' | $TEAMS_WEBHOOK_URL" > "{tmp_path}/doctor"\n'
+    )
+    for tool in (bindir / "az", python):
+        tool.chmod(0o755)
+    env = {
+        "PATH": f"{bindir}:/usr/bin:/bin",
+        "PYTHON": str(python),
+        "AZURE_RESOURCE_GROUP": "rg-mfamon",
+        "FUNCTION_APP_NAME": "func-abc",
+        "MANAGED_IDENTITY_PRINCIPAL_ID": "00000000-0000-0000-0000-0000000000d4",
+        "LOG_ANALYTICS_WORKSPACE_RESOURCE_ID": WORKSPACE,
+    }
+
+    def postdeploy() -> subprocess.CompletedProcess[str]:
+        script = str(HOOKS / "postdeploy.sh")
+        return subprocess.run(["sh", script], env=env, capture_output=True, text=True, check=False)
+
+    result = postdeploy()
+    assert result.returncode == 1  # no table role yet
+    assert result.stdout.splitlines() == [
+        "PASS  app identity: holds Log Analytics Reader on the workspace",
+        "FAIL  app identity: no Storage Table Data Contributor on the storage account stabc -> fix: "
+        "azd provision (infra/modules/rbac.bicep assigns it)",
+    ]
+    # Doctor ran as the caller (no app identity id), with the app's settings, writing nothing.
+    assert (tmp_path / "doctor").read_text() == (
+        "-m monitors doctor --no-state-write | https://stabc.table.core.windows.net | unset | "
+        "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/t/)\n"
+    )
+    held.write_text("Log Analytics Reader\nStorage Table Data Contributor\n")
+    assert postdeploy().returncode == 0
+    # azd hands its environment to the hook: the webhook URL set with azd env set is used, so
+    # --send-test-card can post from here.
+    env["TEAMS_WEBHOOK_URL"] = "https://x.environment.api.powerplatform.com/workflows/1?sig=abc"
+    assert postdeploy().returncode == 0
+    assert (
+        (tmp_path / "doctor")
+        .read_text()
+        .endswith("| https://x.environment.api.powerplatform.com/workflows/1?sig=abc\n")
+    )
