@@ -40,6 +40,11 @@ TABLE_LOOKBACK = timedelta(days=1)
 STATE_TABLES = (watermark.TABLE, blindness.TABLE, OUTBOX, history_store.TABLE)
 DOCTOR_ROW = "doctor"
 MAX_DETAIL_CHARS = 600
+NO_ROWS_FIX = (
+    "send it to the workspace: sign-in tables from the Entra diagnostic setting (docs/deploy.md, step 4), "
+    "AzureActivity from the subscription's Activity Log export; new settings take minutes to hours "
+    "before the first rows (a table nothing was ever sent to does not exist yet)"
+)
 WORKSPACE_FIX = (
     "give the app identity Log Analytics Reader on the workspace (docs/deploy.md, prerequisites: "
     'az role assignment create ... --role "Log Analytics Reader"); a new assignment takes 5-10 minutes'
@@ -97,11 +102,7 @@ def table_check(table: str, rows: int, newest: datetime | None, silence_hours: i
             name=name,
             passed=False,
             detail=f"no rows ingested in the last {TABLE_LOOKBACK.days * 24} h",
-            fix=(
-                "send it to the workspace: sign-in tables from the Entra diagnostic setting (docs/deploy.md, "
-                "step 4), AzureActivity from the subscription's Activity Log export; new settings take "
-                "minutes to hours before the first rows"
-            ),
+            fix=NO_ROWS_FIX,
         )
     age = now - newest
     counted = f"{rows} row{'s' if rows != 1 else ''} in the last {TABLE_LOOKBACK.days * 24} h"
@@ -222,20 +223,25 @@ def run(
 
 def _workspace_checks(settings: Settings, logs: LogsReader, now: datetime) -> list[Check]:
     silence = dict(settings.source_silence_hours)
-    counts: dict[str, Row] = {}
+    answers: dict[str, Row | QueryFailed] = {}
     for table in WATCHED_TABLES:
         try:
             rows = logs.query(_TABLE_QUERY.format(table=table), now - TABLE_LOOKBACK, now)
+            answers[table] = rows[0] if rows else {}
         except QueryFailed as error:
-            return [Check(name="workspace query", passed=False, detail=str(error), fix=WORKSPACE_FIX)]
-        counts[table] = rows[0] if rows else {}
+            answers[table] = error
+    refused = [a for a in answers.values() if isinstance(a, QueryFailed)]
+    if len(refused) == len(answers):  # nothing answers: access, not a table
+        return [Check(name="workspace query", passed=False, detail=str(refused[0]), fix=WORKSPACE_FIX)]
     checks = [Check(name="workspace query", passed=True, detail=f"workspace {settings.workspace_id} answers")]
-    checks += [
-        table_check(
-            table, int(row.get("Rows") or 0), _as_datetime(row.get("Newest")), silence.get(table, 0), now
-        )
-        for table, row in counts.items()
-    ]
+    for table, answer in answers.items():
+        if isinstance(answer, QueryFailed):  # the workspace answers, but not for this table
+            checks.append(
+                Check(name=f"table {table}", passed=False, detail=f"query failed: {answer}", fix=NO_ROWS_FIX)
+            )
+            continue
+        newest = _as_datetime(answer.get("Newest"))
+        checks.append(table_check(table, int(answer.get("Rows") or 0), newest, silence.get(table, 0), now))
     accounts = settings.break_glass
     if not accounts:
         return checks
@@ -278,8 +284,8 @@ def _webhook_checks(settings: Settings, teams: TeamsPoster, now: datetime, send:
     return [webhook_check(w, teams.post(w, test_message(now))) for w in settings.webhooks]
 
 
-# Count and newest ingestion time of one table; a table that does not exist yet fails the query,
-# which the workspace answers the same way as for a missing right, so the message is kept.
+# Count and newest ingestion time of one table; a table nothing was ever sent to does not exist
+# in the workspace, and its query fails.
 _TABLE_QUERY = "{table}\n| summarize Rows = count(), Newest = max(ingestion_time())"
 
 

@@ -154,3 +154,20 @@ def test_refused_settings_are_listed_and_nothing_else_runs(
     assert line.startswith("FAIL  settings: MONITOR_SCHEDULE is '0 0 * * * *', which leaves 60 minutes")
     assert "e.g. '0 */5 * * * *'" in line  # the fix
     assert summary == "1 of 1 checks failed"
+
+
+def test_a_table_the_workspace_cannot_query_fails_alone(
+    app_env: dict, devstack: Devstack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As for a table nothing was ever exported to: the workspace answers 400 for that query only.
+    ingest_recent(devstack, datetime.now(UTC))
+    devstack.log_analytics.set_fault("invalid", count=1000, match="AzureActivity\n| summarize Rows")
+    try:
+        code, lines = doctor(capsys)
+    finally:
+        devstack.log_analytics.clear_faults()
+    assert code == 1
+    assert starting(lines, "PASS  workspace query")
+    (line,) = starting(lines, "FAIL  table AzureActivity: query failed: ")
+    assert "Activity Log export" in line
+    assert len(starting(lines, "PASS  table ")) == 2
