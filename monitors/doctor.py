@@ -71,9 +71,13 @@ class Check:
 # ------------------------------------------------------------------------------ the decisions
 
 
-def settings_checks(settings: Settings, first_webhook_in_key_vault: bool = False) -> list[Check]:
+def settings_checks(
+    settings: Settings, first_webhook_in_key_vault: bool = False, watchdog_minutes: str | None = None
+) -> list[Check]:
     """`first_webhook_in_key_vault`: TEAMS_WEBHOOK_URL was left out as a Key Vault reference, so
-    its "none" is doctor's, not a setting to warn about."""
+    its "none" is doctor's, not a setting to warn about. `watchdog_minutes`: the azd variable
+    MONITOR_SCHEDULE_MINUTES the watchdog rule was deployed with, when doctor runs with the azd
+    environment (not an app setting: the app never reads it)."""
     gap = tick_gap_minutes(settings.schedule)
     checks = [
         Check(name="settings", passed=True, detail="every app setting is valid"),
@@ -83,6 +87,16 @@ def settings_checks(settings: Settings, first_webhook_in_key_vault: bool = False
             detail=f"MONITOR_SCHEDULE {settings.schedule!r}: at most {gap} min between ticks",
         ),
     ]
+    if watchdog_minutes is not None and watchdog_minutes.strip() != str(gap):
+        checks.append(
+            Check(
+                name="watchdog",
+                passed=False,
+                detail=f"MONITOR_SCHEDULE_MINUTES is {watchdog_minutes.strip()!r}, the schedule's gap {gap}",
+                fix=f"azd env set MONITOR_SCHEDULE_MINUTES {gap} && azd provision (the watchdog alerts after "
+                "three of these periods without a successful tick)",
+            )
+        )
     warnings = [w for w in settings.warnings if not (first_webhook_in_key_vault and "TEAMS_WEBHOOK_URL" in w)]
     checks += [Check(name="settings", passed=True, detail=f"note: {w}") for w in warnings]
     return checks
@@ -204,7 +218,7 @@ def run(
         settings = load_settings(env)
     except SettingsError as error:
         return [*checks, *settings_failures(error)]
-    checks += settings_checks(settings, first_in_key_vault)
+    checks += settings_checks(settings, first_in_key_vault, env.get("MONITOR_SCHEDULE_MINUTES"))
     probes = connect(settings)
     checks += _workspace_checks(settings, probes.logs, now)
     if write_state:

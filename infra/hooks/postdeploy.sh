@@ -57,5 +57,8 @@ account=${account%%.*}
 has_role "Storage Table Data Contributor" "$(az storage account show -n "$account" --query id -o tsv 2>/dev/null)" \
   "the storage account $account" "azd provision (infra/modules/rbac.bicep assigns it)"
 
+# What the watchdog rule was deployed with (main.parameters.json's default when unset): doctor
+# compares it with the schedule.
+export MONITOR_SCHEDULE_MINUTES="${MONITOR_SCHEDULE_MINUTES:-5}"
 "$python" -m monitors doctor --no-state-write "$@" || status=1
 exit $status

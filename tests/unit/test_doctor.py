@@ -10,12 +10,13 @@ from monitors.doctor import (
     Check,
     break_glass_check,
     report,
+    settings_checks,
     table_check,
     webhook_check,
     without_key_vault_webhooks,
 )
 from monitors.model import Severity
-from monitors.settings import BreakGlassAccounts, Webhook
+from monitors.settings import BreakGlassAccounts, Webhook, load_settings
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 REFERENCE = "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/teams-webhook-url-2/)"
@@ -98,3 +99,20 @@ def test_one_line_per_check_and_failure_only_from_a_fail() -> None:
     ]
     assert passed is False
     assert report(checks[:2]) == ("PASS  a: fine\nSKIP  b: not checked\nall 2 checks passed", True)
+
+
+def test_the_watchdog_period_must_match_the_schedule_when_known() -> None:
+    settings = load_settings(
+        {
+            "LOG_ANALYTICS_WORKSPACE_ID": "d5c0d5c0-0000-4000-8000-000000000001",
+            "STATE_TABLE_ENDPOINT": "https://st.table.core.windows.net",
+            "TEAMS_WEBHOOK_URL": "none",
+            "BREAK_GLASS_ACCOUNTS": "none",
+            "MONITOR_SCHEDULE": "0 */10 * * * *",
+        }
+    )
+    assert [c.name for c in settings_checks(settings) if c.passed is False] == []
+    assert [c.name for c in settings_checks(settings, watchdog_minutes="10") if c.passed is False] == []
+    (mismatch,) = [c for c in settings_checks(settings, watchdog_minutes="5") if c.passed is False]
+    assert mismatch.name == "watchdog"
+    assert "azd env set MONITOR_SCHEDULE_MINUTES 10" in mismatch.fix
