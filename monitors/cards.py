@@ -209,6 +209,20 @@ def _fitted(
     return message
 
 
+def test_message(sent_at: datetime) -> dict[str, Any]:
+    """The card `python -m monitors doctor --send-test-card` posts: it says it is a test."""
+    return _envelope(
+        [
+            _text("MFA monitor: test card", weight="Bolder", size="Medium"),
+            _text(
+                f"Sent by python -m monitors doctor at {sent_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC to check "
+                "that this channel receives the monitor's alerts. Nothing to do."
+            ),
+        ],
+        [],
+    )
+
+
 def _envelope(body: list[dict[str, Any]], actions: list[dict[str, Any]]) -> dict[str, Any]:
     card: dict[str, Any] = {
         "type": "AdaptiveCard",

@@ -2,6 +2,7 @@
 
 tick      run one monitoring tick with the app settings in the environment
 status    the monitor's own health: last successful tick, failures, watermark lag, backlog
+doctor    after deploying: workspace access, table freshness, state tables, webhooks, settings
 replay    run the detections over exported logs, offline, with a fresh empty state
 waivers   accepted exceptions: add, list, revoke, audit
 alerts    the alert history: list, show, ack, resolve
@@ -49,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status", help="the monitor's own health (exit 1 when something needs a look)"
     )
     status.add_argument("--format", choices=["table", "json"], default="table")
+    doctor = commands.add_parser(
+        "doctor", help="check what the monitor needs, one line each (exit 1 on any failure)"
+    )
+    doctor.add_argument("--send-test-card", action="store_true",
+                        help="post a test card to each webhook (tell the channel first)")  # fmt: skip
+    doctor.add_argument("--no-state-write", action="store_true",
+                        help="leave the state tables alone (run as someone other than the app)")  # fmt: skip
     replay = commands.add_parser("replay", help="run the detections over exported logs (never posts)")
     replay.add_argument("logdir", type=Path, help="folder with <Table>.csv or <Table>.json exports")
     replay.add_argument("--break-glass", action="append", default=[], metavar="ID_OR_UPN",
@@ -62,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _tick()
         if args.command == "status":
             return _status(args.format, sys.stdout)
+        if args.command == "doctor":
+            return _doctor(args.send_test_card, not args.no_state_write, sys.stdout)
         if args.command == "waivers":
             return cli_waivers.run(args)
         if args.command == "alerts":
@@ -98,6 +108,20 @@ def _status(output: str, out: TextIO) -> int:
     else:
         _status_table(found, out)
     return 1 if health.problems(found) else 0
+
+
+def _doctor(send_test_card: bool, write_state: bool, out: TextIO) -> int:
+    from monitors import doctor
+    from monitors.bootstrap import build_services
+
+    def connect(settings: Any) -> doctor.Probes:
+        services = build_services(settings)
+        return doctor.Probes(logs=services.logs, store=services.store, teams=services.teams)
+
+    checks = doctor.run(os.environ, connect, datetime.now(UTC), send_test_card, write_state)
+    text, passed = doctor.report(checks)
+    out.write(text + "\n")
+    return 0 if passed else 1
 
 
 def _status_table(found: Any, out: TextIO) -> None:
