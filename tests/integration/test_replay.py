@@ -544,7 +544,12 @@ def test_replay_reports_rows_per_export_and_what_each_detection_could_read(logdi
     assert lines["AzureActivity.csv"].startswith("AzureActivity.csv (AzureActivity, csv): 23 rows read")
     assert lines["SigninLogs.csv"].startswith("SigninLogs.csv (SigninLogs, csv): 56 rows read")
     assert lines["AADNonInteractiveUserSignInLogs:"] == "AADNonInteractiveUserSignInLogs: no export"
-    assert lines["user-arm-write"] == "user-arm-write           ran"
+    assert lines["guest-arm-write"] == "guest-arm-write          ran"
+    # Its sign-in lookup (the object id of a write without claims) reads both sign-in tables.
+    assert (
+        lines["user-arm-write"]
+        == "user-arm-write           incomplete: no export of AADNonInteractiveUserSignInLogs"
+    )
     # The training lab's 2021 sign-in export predates AuthenticationProtocol.
     assert lines["ropc-sign-in"] == (
         "ropc-sign-in             incomplete: SigninLogs.csv has no AuthenticationProtocol column; "
@@ -561,7 +566,7 @@ def test_an_export_a_detection_cannot_read_does_not_end_in_a_plain_no_alerts(log
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("No alerts in what the exports hold, but 9 of 9 detections could not")
     lines = report_lines(result.stderr)
-    assert lines["user-arm-write"].endswith("could not run: no export of AzureActivity")
+    assert lines["guest-arm-write"].endswith("could not run: no export of AzureActivity")
     assert "SigninLogs.csv has no AuthenticationProtocol column" in lines["ropc-sign-in"]
 
 
