@@ -47,6 +47,14 @@ class Principal:
     def label(self) -> str:
         return self.user_principal_name or self.user_id or "unknown"
 
+    @property
+    def upn_form(self) -> Principal | None:
+        """The same principal as a row naming it by UPN alone would (an Activity Log row without
+        token claims has only its Caller): None unless it has both an object id and a UPN."""
+        if not (self.user_id and self.user_principal_name):
+            return None
+        return Principal(user_id=None, user_principal_name=self.user_principal_name, episode=self.episode)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventLine:
@@ -80,6 +88,13 @@ class Finding:
     def baseline_key(self) -> str:
         """What the baseline remembers for dedupe="principal" detections."""
         return baseline_key(self.principal, self.subject)
+
+    @property
+    def baseline_alias(self) -> str | None:
+        """The baseline key its principal has when named by UPN alone (Principal.upn_form), so
+        that a later UPN-only row of the same user is known too; None when there is no other form."""
+        upn_form = self.principal.upn_form
+        return None if upn_form is None else baseline_key(upn_form, self.subject)
 
 
 def baseline_key(principal: Principal, subject: str | None = None) -> str:

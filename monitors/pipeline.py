@@ -15,7 +15,15 @@ from typing import Any, Protocol
 from monitors import kql
 from monitors.adapters.log_analytics import LogsReader, QueryFailed, QueryIncomplete
 from monitors.detections import entra
-from monitors.detections.base import Context, Detection, RowError, drill_since, one_key_per_user
+from monitors.detections.base import (
+    Context,
+    Detection,
+    RowError,
+    baseline_alias,
+    drill_since,
+    known_keys,
+    one_key_per_user,
+)
 from monitors.model import Finding
 from monitors.watermark import FUTURE_SKEW, Window
 
@@ -112,8 +120,11 @@ def run_detection(
                 reasons.append(f"row {index}: {error}")
     observations = one_key_per_user(observations)
     if memory is not None and detection.dedupe == "principal":
-        keys = {detection.baseline_key(o) for o in observations}
-        context = replace(context, known_principals=memory.known_principals(detection.id, keys))
+        # A user once alerted by object id and later seen by UPN alone (or the other way round)
+        # is the same user: asking for both keys keeps it to one alert across ticks.
+        pairs = {(detection.baseline_key(o), baseline_alias(detection.baseline_key, o)) for o in observations}
+        held = memory.known_principals(detection.id, {k for pair in pairs for k in pair if k is not None})
+        context = replace(context, known_principals=known_keys(pairs, held))
     elif memory is not None:
         seen = memory.seen_events(detection.id, window.earliest_time, max(now, window.end))
         context = replace(context, seen_event_ids=seen)

@@ -130,14 +130,15 @@ class AlertState:
 
         The markers are claims: created, never overwritten. An alert whose markers are all held
         by another alert (a tick that stalled past its lease evaluated the same rows as the tick
-        that took over) is a duplicate: it leaves the outbox and never reaches history. Returns
-        the entries committed."""
+        that took over), or whose user another alert holds in the baseline under either of its
+        keys, is a duplicate: it leaves the outbox and never reaches history. Returns the
+        entries committed."""
         # Once-per-principal alerts go into the baseline; the others (and waived ones, which must
         # alert again when their waiver ends) are remembered by their events.
         to_baseline = [dedupe == "principal" and e.status != "waived" for e in entries]
         markers = {
             entry.alert.alert_id: (
-                [(BASELINE, _baseline_entity(entry.alert))] if yes
+                [(BASELINE, m) for m in _baseline_entities(entry.alert)] if yes
                 else [(SEEN, m) for m in _seen_entities(entry.alert, clamp)]
             )
             for entry, yes in zip(entries, to_baseline, strict=True)
@@ -158,8 +159,15 @@ class AlertState:
             )
 
         def duplicate(entry: OutboxEntry) -> bool:
-            claims = markers[entry.alert.alert_id]
-            return all((t, m["PartitionKey"], m["RowKey"]) in held_by_others for t, m in claims)
+            claims = [(t, m["PartitionKey"], m["RowKey"]) for t, m in markers[entry.alert.alert_id]]
+            # A baseline marker names the user (by object id, or by UPN: its alias): if another
+            # alert holds either, that user has alerted once already, whichever key that alert
+            # had, so this once-per-principal alert is a duplicate. Seen-event markers name rows:
+            # an alert is a duplicate only when every one of its rows is another alert's. A
+            # dropped alert's baseline markers that nobody held stay: they name that same user.
+            if any(c in held_by_others for c in claims if c[0] == BASELINE):
+                return True
+            return all(c in held_by_others for c in claims)
 
         kept = [entry for entry in entries if not duplicate(entry)]
         self.discard([entry for entry in entries if duplicate(entry)])
@@ -261,16 +269,21 @@ def new_entry(
     )
 
 
-def _baseline_entity(alert: Alert) -> dict[str, Any]:
+def _baseline_entities(alert: Alert) -> list[dict[str, Any]]:
+    """The baseline's markers of a once-per-principal alert: its key, and the key its user has
+    in a row naming it by UPN alone (Finding.baseline_alias), so a later UPN-only row is known."""
     finding = alert.finding
-    return {
-        "PartitionKey": finding.detection,
-        "RowKey": key(finding.baseline_key),
-        "Principal": finding.principal.label,
-        **({"Subject": finding.subject} if finding.subject is not None else {}),
-        "FirstAlertId": alert.alert_id,
-        "FirstSeen": finding.first_time,
-    }
+    return [
+        {
+            "PartitionKey": finding.detection,
+            "RowKey": key(baseline_key),
+            "Principal": finding.principal.label,
+            **({"Subject": finding.subject} if finding.subject is not None else {}),
+            "FirstAlertId": alert.alert_id,
+            "FirstSeen": finding.first_time,
+        }
+        for baseline_key in filter(None, (finding.baseline_key, finding.baseline_alias))
+    ]
 
 
 def _seen_entities(alert: Alert, clamp: tuple[datetime, datetime]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,6 +121,20 @@ def one_key_per_user(observations: Sequence[T]) -> list[T]:
             o = replace(o, principal=replace(principal, user_id=object_ids[upn]))  # type: ignore[type-var]
         resolved.append(o)
     return resolved
+
+
+def baseline_alias(key_of: Callable[[Any], str], observation: Any) -> str | None:
+    """The baseline key `key_of` gives the observation with its principal named by UPN alone
+    (Principal.upn_form, what Finding.baseline_alias writes): an alert its user raised from a
+    UPN-only row in an earlier tick is remembered by that key. None when there is no such form."""
+    principal = _principal_field(observation)
+    upn_form = principal.upn_form if principal else None
+    return None if upn_form is None else key_of(replace(observation, principal=upn_form))
+
+
+def known_keys(keys_and_aliases: Iterable[tuple[str, str | None]], held: Collection[str]) -> frozenset[str]:
+    """The baseline keys that already alerted: each held itself, or whose UPN alias is held."""
+    return frozenset(k for k, alias in keys_and_aliases if k in held or (alias is not None and alias in held))
 
 
 def _principal_field(observation: Any) -> Principal | None:

@@ -21,6 +21,7 @@ from monitors.detections.user_arm_write import ADELE, MANAGED_IDENTITY, arm_row
 from monitors.history_store import HistoryQuery, HistoryStore
 from monitors.lease import TTL as LEASE_TTL
 from monitors.lease import Lease, LeaseLost
+from monitors.model import Alert
 from monitors.state import AlertState, new_entry
 from monitors.tick import Services
 from tests.unit.test_web import make_alert
@@ -412,7 +413,7 @@ def test_a_lease_taken_over_is_not_released_by_its_old_holder(services: Services
 def test_ropc_sign_in_alerts_once_per_user_and_app(devstack: Devstack, services: Services) -> None:
     """ropc-sign-in's baseline is "user|app" (Finding.subject): the same account's password grant
     from the same tool alerts once; from another tool it is new."""
-    from monitors.detections.ropc_sign_in import AZURE_CLI, POWERSHELL, SVC_ID
+    from monitors.detections.ropc_sign_in import AZURE_CLI, POWERSHELL, SVC_ID, SVC_UPN
     from monitors.detections.ropc_sign_in import sign_in_row as ropc_row
 
     now = datetime.now(UTC)
@@ -438,10 +439,11 @@ def test_ropc_sign_in_alerts_once_per_user_and_app(devstack: Devstack, services:
     ropc = ropc_alerts()
     assert len(ropc) == 2
     assert {row["PrincipalKey"] for row in ropc} == {SVC_ID}  # history stays keyed by the user
-    baseline = {
-        e["RowKey"] for e in services.store.query("baseline", "PartitionKey eq @pk", {"pk": "ropc-sign-in"})
+    baseline = baseline_keys(services, "ropc-sign-in")
+    # each "user|app" twice: by object id, and by UPN for the rows that name the account so alone
+    assert baseline == {
+        key(f"{user}|{app}") for user in (SVC_ID, SVC_UPN.lower()) for app in (POWERSHELL, AZURE_CLI)
     }
-    assert baseline == {key(f"{SVC_ID}|{POWERSHELL}"), key(f"{SVC_ID}|{AZURE_CLI}")}
 
 
 class CountingStore:
@@ -528,3 +530,69 @@ def test_a_burst_split_into_parts_claims_its_principal_once(devstack: Devstack, 
     parts = [r for r in history(services) if r["Detection"] == "user-arm-write"]
     assert sorted(r["EventCount"] for r in parts) == [50, MAX_EVENTS_PER_ALERT]
     assert {r["Principal"] for r in parts} == {"burst@contoso.com"}
+
+
+def baseline_keys(services: Services, detection: str) -> set[str]:
+    return {e["RowKey"] for e in services.store.query("baseline", "PartitionKey eq @pk", {"pk": detection})}
+
+
+@pytest.mark.parametrize("claims_first", [True, False], ids=["object id first", "UPN only first"])
+def test_one_user_alerts_once_whether_a_tick_names_it_by_object_id_or_by_upn_alone(
+    devstack: Devstack, services: Services, claims_first: bool
+) -> None:
+    """A row with token claims names Adele by object id; a row without them by its Caller alone,
+    her UPN (as in the real export tests/fixtures/sentinel-training-lab/azureActivity_adele.csv).
+    Two ticks, one row each, in either order: one alert."""
+    now = datetime.now(UTC)
+    with_claims = arm_row("one-1", "AdeleV@contoso.com", USER_CLAIMS)
+    upn_only = arm_row("one-2", "AdeleV@contoso.com", None)
+    first, second = (with_claims, upn_only) if claims_first else (upn_only, with_claims)
+    ingest(devstack, "AzureActivity", [first], now - timedelta(minutes=9), now - timedelta(minutes=8))
+    assert tick(services, now).query_errors == []
+    # the first alert's user, by object id and by UPN when it had both; by UPN alone when not
+    upn = key("adelev@contoso.com")
+    assert baseline_keys(services, "user-arm-write") == ({key(ADELE), upn} if claims_first else {upn})
+
+    ingest(devstack, "AzureActivity", [second], now + timedelta(minutes=1), now + timedelta(minutes=2))
+    report = tick(services, now + timedelta(minutes=5))
+    assert report.query_errors == []
+    assert report.rows["user-arm-write"] == 1  # the second tick read its row, and knew its user
+    alerted = [r for r in history(services) if r["Detection"] == "user-arm-write"]
+    assert [(r["Principal"], r["EventCount"]) for r in alerted] == [("adelev@contoso.com", 1)]
+
+
+def test_an_alert_whose_user_the_baseline_holds_under_either_key_is_a_duplicate(services: Services) -> None:
+    """Two ticks racing (one stalled past its lease) may key one user differently: one read the
+    row without claims alone, the other also read a row with the object id. Once the user holds a
+    baseline entry, by object id or by UPN, another alert for it is dropped; a new user is kept,
+    and a waived alert stays out of the baseline."""
+    state = AlertState(services.store)
+    now = datetime.now(UTC)
+    window = (now - timedelta(days=2), now)
+    adele, alex = "adelev@contoso.com", "alexw@contoso.com"
+    alex_id = "00000000-0000-4000-8000-00000000a1e0"
+
+    def commit(alert: Alert, status: str = "new") -> list[str]:
+        entry = new_entry(alert, ["oncall"], now, status=status)
+        state.enqueue([entry])
+        return [e.alert.alert_id for e in state.commit([entry], "principal", window)]
+
+    upn_only = make_alert(1, upn=adele, user_id=None)
+    assert commit(upn_only) == [upn_only.alert_id]
+    assert commit(make_alert(2, upn=adele, user_id=ADELE)) == []  # its alias is the UPN key held
+    with_id = make_alert(3, upn=alex, user_id=alex_id)
+    assert commit(with_id) == [with_id.alert_id]
+    assert commit(make_alert(4, upn=alex, user_id=None)) == []  # its key is the alias held
+    assert commit(make_alert(5, upn="alex.renamed@contoso.com", user_id=alex_id)) == []  # object id held
+    waived = make_alert(6, upn="megan@contoso.com", user_id="00000000-0000-4000-8000-0000000000b6")
+    assert commit(waived, status="waived") == [waived.alert_id]
+
+    # A dropped alert's keys nobody held stay claimed: they name a user who has alerted, so the
+    # next row naming it so is known at once. The waived alert's keys are not there.
+    assert baseline_keys(services, "user-arm-write") == {
+        key(adele), key(ADELE), key(alex_id), key(alex), key("alex.renamed@contoso.com")
+    }  # fmt: skip
+    assert sorted(r["RowKey"] for r in history(services)) == sorted(
+        [upn_only.alert_id, with_id.alert_id, waived.alert_id]
+    )
+    assert [e["RowKey"] for e in outbox(services) if not e["Committed"]] == []
