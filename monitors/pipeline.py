@@ -121,7 +121,8 @@ def run_detection(
     observations = one_key_per_user(observations)
     if memory is not None and detection.dedupe == "principal":
         # A user once alerted by object id and later seen by UPN alone (or the other way round)
-        # is the same user: asking for both keys keeps it to one alert across ticks.
+        # is the same user: asking for both keys keeps it to one alert across ticks. The price:
+        # a UPN given to a new account after its former holder alerted finds that alert's entry.
         pairs = {(detection.baseline_key(o), baseline_alias(detection.baseline_key, o)) for o in observations}
         held = memory.known_principals(detection.id, {k for pair in pairs for k in pair if k is not None})
         context = replace(context, known_principals=known_keys(pairs, held))
