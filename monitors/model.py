@@ -91,14 +91,22 @@ class Finding:
 
     @property
     def baseline_alias(self) -> str | None:
-        """The baseline key its principal has when named by UPN alone (Principal.upn_form), so
-        that a later UPN-only row of the same user is known too; None when there is no other form."""
+        """The alias entry (alias_key) of the key its principal has when named by UPN alone
+        (Principal.upn_form), so that a later UPN-only row of the same user is known too; None
+        when there is no other form."""
         upn_form = self.principal.upn_form
-        return None if upn_form is None else baseline_key(upn_form, self.subject)
+        return None if upn_form is None else alias_key(baseline_key(upn_form, self.subject))
 
 
 def baseline_key(principal: Principal, subject: str | None = None) -> str:
     return principal.key if subject is None else f"{principal.key}|{subject}"
+
+
+def alias_key(upn_form_key: str) -> str:
+    """The baseline entry saying "the user holding this UPN-form key alerted by object id".
+    Its own namespace: a UPN cannot contain '|' and an object id is a GUID, so no principal's
+    key starts with "alias|"; only a UPN-only observation asks for it (run_detection)."""
+    return f"alias|{upn_form_key}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

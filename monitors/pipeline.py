@@ -19,10 +19,10 @@ from monitors.detections.base import (
     Context,
     Detection,
     RowError,
-    baseline_alias,
     drill_since,
     known_keys,
     one_key_per_user,
+    same_user_key,
 )
 from monitors.model import Finding
 from monitors.watermark import FUTURE_SKEW, Window
@@ -121,9 +121,10 @@ def run_detection(
     observations = one_key_per_user(observations)
     if memory is not None and detection.dedupe == "principal":
         # A user once alerted by object id and later seen by UPN alone (or the other way round)
-        # is the same user: asking for both keys keeps it to one alert across ticks. The price:
-        # a UPN given to a new account after its former holder alerted finds that alert's entry.
-        pairs = {(detection.baseline_key(o), baseline_alias(detection.baseline_key, o)) for o in observations}
+        # is the same user: asking for both keys keeps it to one alert across ticks. An account
+        # with an object id never asks for an alias, so a UPN reused by a new account alerts.
+        # Left open: a former holder that alerted only from UPN-only rows makes the new one known.
+        pairs = {(detection.baseline_key(o), same_user_key(detection.baseline_key, o)) for o in observations}
         held = memory.known_principals(detection.id, {k for pair in pairs for k in pair if k is not None})
         context = replace(context, known_principals=known_keys(pairs, held))
     elif memory is not None:

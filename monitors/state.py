@@ -130,9 +130,8 @@ class AlertState:
 
         The markers are claims: created, never overwritten. An alert whose markers are all held
         by another alert (a tick that stalled past its lease evaluated the same rows as the tick
-        that took over), or whose user another alert holds in the baseline under either of its
-        keys, is a duplicate: it leaves the outbox and never reaches history. Returns the
-        entries committed."""
+        that took over) is a duplicate: it leaves the outbox and never reaches history. Returns
+        the entries committed."""
         # Once-per-principal alerts go into the baseline; the others (and waived ones, which must
         # alert again when their waiver ends) are remembered by their events.
         to_baseline = [dedupe == "principal" and e.status != "waived" for e in entries]
@@ -159,15 +158,10 @@ class AlertState:
             )
 
         def duplicate(entry: OutboxEntry) -> bool:
-            claims = [(t, m["PartitionKey"], m["RowKey"]) for t, m in markers[entry.alert.alert_id]]
-            # A baseline marker names the user (by object id, or by UPN: its alias): if another
-            # alert holds either, that user has alerted once already, whichever key that alert
-            # had, so this once-per-principal alert is a duplicate. Seen-event markers name rows:
-            # an alert is a duplicate only when every one of its rows is another alert's. A
-            # dropped alert's baseline markers that nobody held stay: they name that same user.
-            if any(c in held_by_others for c in claims if c[0] == BASELINE):
-                return True
-            return all(c in held_by_others for c in claims)
+            # All, not any: an alias another alert holds may be a reused UPN's former holder's,
+            # which must not drop the new account's alert.
+            claims = markers[entry.alert.alert_id]
+            return all((t, m["PartitionKey"], m["RowKey"]) in held_by_others for t, m in claims)
 
         kept = [entry for entry in entries if not duplicate(entry)]
         self.discard([entry for entry in entries if duplicate(entry)])
@@ -270,8 +264,9 @@ def new_entry(
 
 
 def _baseline_entities(alert: Alert) -> list[dict[str, Any]]:
-    """The baseline's markers of a once-per-principal alert: its key, and the key its user has
-    in a row naming it by UPN alone (Finding.baseline_alias), so a later UPN-only row is known."""
+    """The baseline's markers of a once-per-principal alert: its key, and the alias of the key its
+    user has in a row naming it by UPN alone (Finding.baseline_alias), so a later UPN-only row is
+    known."""
     finding = alert.finding
     return [
         {

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from monitors import kql
 from monitors.detections.entra import STEP_UP_SETTLE
-from monitors.model import Finding, Principal, Severity
+from monitors.model import Finding, Principal, Severity, alias_key
 from monitors.settings import DEFAULT_SILENCE_HOURS, BreakGlassAccounts, Settings
 from monitors.watermark import Window
 
@@ -123,18 +123,26 @@ def one_key_per_user(observations: Sequence[T]) -> list[T]:
     return resolved
 
 
-def baseline_alias(key_of: Callable[[Any], str], observation: Any) -> str | None:
-    """The baseline key `key_of` gives the observation with its principal named by UPN alone
-    (Principal.upn_form, what Finding.baseline_alias writes): an alert its user raised from a
-    UPN-only row in an earlier tick is remembered by that key. None when there is no such form."""
+def same_user_key(key_of: Callable[[Any], str], observation: Any) -> str | None:
+    """The other baseline entry that says the observation's user already alerted, its own key
+    `key_of` gives aside; None when there is none.
+
+    A principal with an object id and a UPN: the plain key of its UPN form (Principal.upn_form),
+    which an alert its user raised from a UPN-only row wrote. Never the alias entry: that UPN may
+    have been given to this new account after its former holder alerted by object id. A principal
+    named by UPN alone: the alias of its key (model.alias_key), which an alert of its user with
+    an object id wrote. Observations that derive their principal (no `principal` field): none."""
     principal = _principal_field(observation)
-    upn_form = principal.upn_form if principal else None
-    return None if upn_form is None else key_of(replace(observation, principal=upn_form))
+    if principal is None:
+        return None
+    if principal.upn_form is not None:
+        return key_of(replace(observation, principal=principal.upn_form))
+    return alias_key(key_of(observation)) if principal.user_principal_name and not principal.user_id else None
 
 
-def known_keys(keys_and_aliases: Iterable[tuple[str, str | None]], held: Collection[str]) -> frozenset[str]:
-    """The baseline keys that already alerted: each held itself, or whose UPN alias is held."""
-    return frozenset(k for k, alias in keys_and_aliases if k in held or (alias is not None and alias in held))
+def known_keys(keys_and_others: Iterable[tuple[str, str | None]], held: Collection[str]) -> frozenset[str]:
+    """The baseline keys that already alerted: each held itself, or whose same-user key is held."""
+    return frozenset(k for k, other in keys_and_others if k in held or (other is not None and other in held))
 
 
 def _principal_field(observation: Any) -> Principal | None:

@@ -21,7 +21,7 @@ from monitors.detections.user_arm_write import ADELE, MANAGED_IDENTITY, arm_row
 from monitors.history_store import HistoryQuery, HistoryStore
 from monitors.lease import TTL as LEASE_TTL
 from monitors.lease import Lease, LeaseLost
-from monitors.model import Alert
+from monitors.model import Alert, alias_key
 from monitors.state import AlertState, new_entry
 from monitors.tick import Services
 from tests.unit.test_web import make_alert
@@ -440,9 +440,12 @@ def test_ropc_sign_in_alerts_once_per_user_and_app(devstack: Devstack, services:
     assert len(ropc) == 2
     assert {row["PrincipalKey"] for row in ropc} == {SVC_ID}  # history stays keyed by the user
     baseline = baseline_keys(services, "ropc-sign-in")
-    # each "user|app" twice: by object id, and by UPN for the rows that name the account so alone
+    # each "user|app" twice: by object id, and the alias of its UPN form for the rows that name
+    # the account by UPN alone
     assert baseline == {
-        key(f"{user}|{app}") for user in (SVC_ID, SVC_UPN.lower()) for app in (POWERSHELL, AZURE_CLI)
+        key(k)
+        for app in (POWERSHELL, AZURE_CLI)
+        for k in (f"{SVC_ID}|{app}", alias_key(f"{SVC_UPN.lower()}|{app}"))
     }
 
 
@@ -549,9 +552,12 @@ def test_one_user_alerts_once_whether_a_tick_names_it_by_object_id_or_by_upn_alo
     first, second = (with_claims, upn_only) if claims_first else (upn_only, with_claims)
     ingest(devstack, "AzureActivity", [first], now - timedelta(minutes=9), now - timedelta(minutes=8))
     assert tick(services, now).query_errors == []
-    # the first alert's user, by object id and by UPN when it had both; by UPN alone when not
-    upn = key("adelev@contoso.com")
-    assert baseline_keys(services, "user-arm-write") == ({key(ADELE), upn} if claims_first else {upn})
+    # the first alert's user: by object id and the alias of its UPN key when it had both; by the
+    # plain UPN key when it had only that
+    upn = "adelev@contoso.com"
+    assert baseline_keys(services, "user-arm-write") == (
+        {key(ADELE), key(alias_key(upn))} if claims_first else {key(upn)}
+    )
 
     ingest(devstack, "AzureActivity", [second], now + timedelta(minutes=1), now + timedelta(minutes=2))
     report = tick(services, now + timedelta(minutes=5))
@@ -561,38 +567,66 @@ def test_one_user_alerts_once_whether_a_tick_names_it_by_object_id_or_by_upn_alo
     assert [(r["Principal"], r["EventCount"]) for r in alerted] == [("adelev@contoso.com", 1)]
 
 
-def test_an_alert_whose_user_the_baseline_holds_under_either_key_is_a_duplicate(services: Services) -> None:
-    """Two ticks racing (one stalled past its lease) may key one user differently: one read the
-    row without claims alone, the other also read a row with the object id. Once the user holds a
-    baseline entry, by object id or by UPN, another alert for it is dropped; a new user is kept,
-    and a waived alert stays out of the baseline."""
+def test_an_alert_is_a_duplicate_only_when_another_alert_holds_all_its_baseline_keys(
+    services: Services,
+) -> None:
+    """Two ticks racing (one stalled past its lease) read the same rows and key one user alike:
+    the later alert's keys are all held, and it is dropped. An alert with a key nobody holds is
+    kept: a new account given a former holder's UPN finds that holder's alias held, and alerts.
+    A waived alert stays out of the baseline."""
     state = AlertState(services.store)
     now = datetime.now(UTC)
     window = (now - timedelta(days=2), now)
     adele, alex = "adelev@contoso.com", "alexw@contoso.com"
-    alex_id = "00000000-0000-4000-8000-00000000a1e0"
+    successor = "00000000-0000-4000-8000-0000000005c0"
 
     def commit(alert: Alert, status: str = "new") -> list[str]:
         entry = new_entry(alert, ["oncall"], now, status=status)
         state.enqueue([entry])
         return [e.alert.alert_id for e in state.commit([entry], "principal", window)]
 
-    upn_only = make_alert(1, upn=adele, user_id=None)
-    assert commit(upn_only) == [upn_only.alert_id]
-    assert commit(make_alert(2, upn=adele, user_id=ADELE)) == []  # its alias is the UPN key held
-    with_id = make_alert(3, upn=alex, user_id=alex_id)
+    with_id = make_alert(1, upn=adele, user_id=ADELE)
     assert commit(with_id) == [with_id.alert_id]
-    assert commit(make_alert(4, upn=alex, user_id=None)) == []  # its key is the alias held
-    assert commit(make_alert(5, upn="alex.renamed@contoso.com", user_id=alex_id)) == []  # object id held
+    assert commit(make_alert(2, upn=adele, user_id=ADELE)) == []  # object id and alias held
+    upn_only = make_alert(3, upn=alex, user_id=None)
+    assert commit(upn_only) == [upn_only.alert_id]
+    assert commit(make_alert(4, upn=alex, user_id=None)) == []  # its one key held
+    reused = make_alert(5, upn=adele, user_id=successor)
+    assert commit(reused) == [reused.alert_id]  # only the alias is held, by Adele's alert
     waived = make_alert(6, upn="megan@contoso.com", user_id="00000000-0000-4000-8000-0000000000b6")
     assert commit(waived, status="waived") == [waived.alert_id]
 
-    # A dropped alert's keys nobody held stay claimed: they name a user who has alerted, so the
-    # next row naming it so is known at once. The waived alert's keys are not there.
     assert baseline_keys(services, "user-arm-write") == {
-        key(adele), key(ADELE), key(alex_id), key(alex), key("alex.renamed@contoso.com")
+        key(ADELE), key(alias_key(adele)), key(alex), key(successor)
     }  # fmt: skip
+    (adele_alias,) = services.store.query(
+        "baseline",
+        "PartitionKey eq @pk and RowKey eq @rk",
+        {"pk": "user-arm-write", "rk": key(alias_key(adele))},
+    )
+    assert adele_alias["FirstAlertId"] == with_id.alert_id  # a claim: the successor did not overwrite it
     assert sorted(r["RowKey"] for r in history(services)) == sorted(
-        [upn_only.alert_id, with_id.alert_id, waived.alert_id]
+        [with_id.alert_id, upn_only.alert_id, reused.alert_id, waived.alert_id]
     )
     assert [e["RowKey"] for e in outbox(services) if not e["Committed"]] == []
+
+
+def test_a_upn_reused_by_a_new_account_alerts_for_that_account(
+    devstack: Devstack, services: Services
+) -> None:
+    """Adele (her object id) alerted; her UPN then goes to a new account with its own object id
+    (claims shaped as in tests/fixtures/sentinel-training-lab/azureActivity_adele.csv). The new
+    account's first ARM write alerts: the former holder's entries must not hide it."""
+    now = datetime.now(UTC)
+    successor = "00000000-0000-4000-8000-0000000005c0"
+    ingest(devstack, "AzureActivity", [arm_row("reuse-1", "AdeleV@contoso.com", USER_CLAIMS)],
+           now - timedelta(minutes=9), now - timedelta(minutes=8))  # fmt: skip
+    assert tick(services, now).query_errors == []
+    new_account = {**USER_CLAIMS, OID_CLAIM: successor}
+    ingest(devstack, "AzureActivity", [arm_row("reuse-2", "AdeleV@contoso.com", new_account)],
+           now + timedelta(minutes=1), now + timedelta(minutes=2))  # fmt: skip
+    report = tick(services, now + timedelta(minutes=5))
+    assert report.query_errors == []
+    assert report.rows["user-arm-write"] == 1
+    alerted = [r for r in history(services) if r["Detection"] == "user-arm-write"]
+    assert sorted(r["PrincipalKey"] for r in alerted) == sorted([ADELE, successor])

@@ -263,47 +263,79 @@ def test_one_key_per_user_gives_a_upn_only_observation_the_object_id_its_user_ha
     assert [s.principal.key for s in one_key_per_user(seen)] == [adele, adele, "ops@contoso.com"]
 
 
+class Baseline:
+    """A recording fake of the baseline: holds `held`, remembers every key a tick asked for."""
+
+    def __init__(self, held: set[str]) -> None:
+        self.held, self.asked = held, set[str]()
+
+    def known_principals(self, detection: str, principal_keys: Iterable[str]) -> frozenset[str]:
+        self.asked |= set(principal_keys)
+        return frozenset(self.held & set(principal_keys))
+
+    def seen_events(self, detection: str, earliest: datetime, latest: datetime) -> frozenset[str]:
+        raise AssertionError("a once-per-principal detection reads the baseline")
+
+
+def _adeles_write(engine: LogAnalyticsServer, object_id: str | None) -> LocalLogsReader:
+    """One ARM write by AdeleV@contoso.com: with token claims naming `object_id`, or without claims
+    (None). Shapes: the Caller and claim keys of the real export
+    tests/fixtures/sentinel-training-lab/azureActivity_adele.csv; a row without claims keeps only
+    its Caller."""
+    from monitors.detections.user_arm_write import AMR, OID, UPN, arm_row
+
+    token = None if object_id is None else {AMR: "pwd", UPN: "AdeleV@contoso.com", OID: object_id}
+    engine.clear()
+    engine.ingest(
+        "AzureActivity",
+        [{**arm_row("w1", "AdeleV@contoso.com", token), "_IngestionTime": INGESTED.isoformat()}],
+    )
+    return LocalLogsReader(engine)
+
+
 @pytest.mark.parametrize(
     ("claims", "held", "asked"),
     [
-        # object id alerted first (its alert wrote the UPN alias too); now a row without claims
-        (False, {"9b117c67-170e-4aed-9702-658b3fddc889", "adelev@contoso.com"}, {"adelev@contoso.com"}),
-        # a row without claims alerted first, keyed by the UPN; now a row with the object id
+        # object id alerted first (its alert wrote the alias of the UPN key); now a row without claims
+        (
+            False,
+            {"9b117c67-170e-4aed-9702-658b3fddc889", "alias|adelev@contoso.com"},
+            {"adelev@contoso.com", "alias|adelev@contoso.com"},
+        ),
+        # a row without claims alerted first, keyed by the plain UPN; now a row with the object id
         (True, {"adelev@contoso.com"}, {"9b117c67-170e-4aed-9702-658b3fddc889", "adelev@contoso.com"}),
     ],
 )
 def test_a_user_the_baseline_holds_under_either_key_does_not_alert_again(
     engine: LogAnalyticsServer, claims: bool, held: set[str], asked: set[str]
 ) -> None:
-    """The tick asks the baseline for each user's key and its UPN form; either answers. Shapes: the
-    Caller and claim keys of the real export tests/fixtures/sentinel-training-lab/azureActivity_adele.csv;
-    a row without claims keeps only its Caller."""
-    from monitors.detections.user_arm_write import ADELE, AMR, OID, UPN, arm_row
+    """The tick asks the baseline for each user's key and the one other entry its same user
+    wrote: the plain UPN key for a row with an object id, the alias for a row without."""
+    from monitors.detections.user_arm_write import ADELE
     from monitors.detections.user_arm_write import DETECTION as USER_ARM_WRITE
 
-    class Baseline:
-        def __init__(self, held: set[str]) -> None:
-            self.held, self.asked = held, set[str]()
-
-        def known_principals(self, detection: str, principal_keys: Iterable[str]) -> frozenset[str]:
-            self.asked |= set(principal_keys)
-            return frozenset(self.held & set(principal_keys))
-
-        def seen_events(self, detection: str, earliest: datetime, latest: datetime) -> frozenset[str]:
-            raise AssertionError("a once-per-principal detection reads the baseline")
-
-    token = {AMR: "pwd", UPN: "AdeleV@contoso.com", OID: ADELE} if claims else None
-    engine.clear()
-    engine.ingest(
-        "AzureActivity",
-        [{**arm_row("w1", "AdeleV@contoso.com", token), "_IngestionTime": INGESTED.isoformat()}],
-    )
-    reader = LocalLogsReader(engine)
+    reader = _adeles_write(engine, ADELE if claims else None)
     (fresh,) = run_detection(USER_ARM_WRITE, reader, WINDOW, Context(), NOW, memory=Baseline(set())).findings
     assert fresh.principal.key == (ADELE if claims else "adelev@contoso.com")
     baseline = Baseline(held)
     assert run_detection(USER_ARM_WRITE, reader, WINDOW, Context(), NOW, memory=baseline).findings == ()
     assert baseline.asked == asked
     # another user's entries do not hide this one
-    other = Baseline({"1f0b1e7c-0000-4000-8000-000000000000", "alex@contoso.com"})
+    other = Baseline({"1f0b1e7c-0000-4000-8000-000000000000", "alex@contoso.com", "alias|alex@contoso.com"})
     assert len(run_detection(USER_ARM_WRITE, reader, WINDOW, Context(), NOW, memory=other).findings) == 1
+
+
+def test_a_new_account_given_a_former_holders_upn_is_not_known_by_that_holders_alias(
+    engine: LogAnalyticsServer,
+) -> None:
+    """Adele alerted by object id (her object id and the alias of her UPN key held). Her UPN now
+    belongs to a new account with its own object id: its first write alerts."""
+    from monitors.detections.user_arm_write import ADELE
+    from monitors.detections.user_arm_write import DETECTION as USER_ARM_WRITE
+
+    successor = "00000000-0000-4000-8000-0000000005c0"
+    reader = _adeles_write(engine, successor)
+    baseline = Baseline({ADELE, "alias|adelev@contoso.com"})
+    (finding,) = run_detection(USER_ARM_WRITE, reader, WINDOW, Context(), NOW, memory=baseline).findings
+    assert finding.principal.key == successor
+    assert baseline.asked == {successor, "adelev@contoso.com"}
