@@ -160,3 +160,43 @@ def test_a_partial_result_is_split_not_taken_as_complete(tmp_path: Path) -> None
     run = run_detection(BREAK_GLASS, LocalLogsReader(capped), WINDOW, Context(break_glass=ACCOUNTS), NOW)
     (finding,) = run.findings
     assert sorted(finding.event_ids) == [f"s{n}" for n in range(5)]
+
+
+def test_a_break_glass_change_says_who_changed_what(engine: LogAnalyticsServer) -> None:
+    """break-glass-account-changed: each change's kind, initiator, IP and old and new values;
+    a Conditional Access change says where the account stood before and after."""
+    from monitors.detections import break_glass_account_changed as changed
+
+    burst = "security info, password, disabled and deleted in one tick are one alert per account"
+    case = case_named(changed.DETECTION, burst)
+    (finding,) = run_case(changed.DETECTION, case, engine).findings
+    assert finding.principal.user_id == changed.BG_ID
+    facts = dict(finding.facts)
+    assert facts["Changes"] == "5: authentication methods, password, account state"
+    assert facts["Changed by"] == f"mallory@contoso.com, {changed.BG_UPN}, application Provisioning Script"
+    assert facts["From"] == "198.51.100.23, 203.0.113.50"
+    lines = {line.event_id: dict(line.fields) for line in finding.events}
+    disabled = lines[changed.DISABLED["Id"]]
+    assert disabled["What"] == "account state"
+    assert disabled["Changed"] == "AccountEnabled: True → False"
+    assert disabled["By"] == "mallory@contoso.com (9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d)"
+    assert lines[changed.BY_APP["Id"]]["IP"] == "not in the log"
+    assert lines[changed.SECURITY_INFO_DELETED["Id"]]["Result"] == (
+        "success: Admin deleted Fido2 security key for user"
+    )
+
+    case = case_named(changed.DETECTION, "a policy stops excluding the account's group")
+    (finding,) = run_case(changed.DETECTION, case, engine).findings
+    assert finding.principal.label == f"group {changed.BG_GROUP}"
+    (line,) = finding.events
+    assert dict(line.fields)["What"] == (
+        "Conditional Access policy 'Require MFA for admins': excludeGroups before, not named after"
+    )
+
+    case = case_named(changed.DETECTION, "the account taken out of its Conditional Access exclusion group")
+    (finding,) = run_case(changed.DETECTION, case, engine).findings
+    (line,) = finding.events
+    assert dict(line.fields)["Changed"] == (
+        f"Group.ObjectID: {changed.BG_GROUP} → (none), "
+        "Group.DisplayName: CA exclusion - emergency access → (none)"
+    )
