@@ -1935,8 +1935,14 @@ def break_glass_script(world: World, bg1: Principal, bg2: Principal, seed: int) 
 # source-silent, break-glass-weak-method and user-service-account. Kept together so other
 # scenarios merge beside them.
 
-DIAGNOSTIC_DELETES = frozenset(
-    {"microsoft.insights/diagnosticsettings/delete", "microsoft.aadiam/diagnosticsettings/delete"}
+# source-silent alerts on deletes and on writes: a write can remove a category or move the destination.
+DIAGNOSTIC_CHANGES = frozenset(
+    {
+        "microsoft.insights/diagnosticsettings/delete",
+        "microsoft.aadiam/diagnosticsettings/delete",
+        "microsoft.insights/diagnosticsettings/write",
+        "microsoft.aadiam/diagnosticsettings/write",
+    }
 )
 # What the generator writes for phishing-resistant (or inherited, "Previously satisfied") steps.
 _NOT_WEAK = frozenset({*FIDO2.methods, *WHFB.methods, "Previously satisfied"})
@@ -1949,13 +1955,13 @@ ACTIVITY_LOG_EXPORT_DELETE = Operation(  # the subscription's Activity Log expor
 
 
 def watcher_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
-    """source-silent: whoever deletes a diagnostic setting; break-glass-weak-method: a break-glass
+    """source-silent: whoever deletes or writes a diagnostic setting; break-glass-weak-method: a break-glass
     sign-in with a step that succeeded using a method other than FIDO2 / Windows Hello;
     user-service-account: see automation_verdict."""
     found = automation_verdict(who, row)
     if row["Type"] == ACTIVITY:
-        deleted = str(row.get("OperationNameValue", "")).lower() in DIAGNOSTIC_DELETES
-        return found + ((SOURCE_SILENT,) if deleted else ())
+        changed = str(row.get("OperationNameValue", "")).lower() in DIAGNOSTIC_CHANGES
+        return found + ((SOURCE_SILENT,) if changed else ())
     if who.kind != "break-glass":
         return found
     steps = json.loads(row.get("AuthenticationDetails") or "[]")

@@ -76,8 +76,14 @@ class BreakGlassAccounts:
 # The tables the monitor reads, and how long each may stay silent before source-silent says the
 # monitor is blind. Entra sign-ins land in about 2 min (P99 5), the Activity Log in 3-20 min;
 # a busy tenant writes to each every few minutes, a quiet one may not write to ARM for hours.
-WATCHED_TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity")
-DEFAULT_SILENCE_HOURS = (("SigninLogs", 2), ("AADNonInteractiveUserSignInLogs", 2), ("AzureActivity", 6))
+# AuditLogs (directory changes) can be quiet for most of a day in a small tenant.
+WATCHED_TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity", "AuditLogs")
+DEFAULT_SILENCE_HOURS = (
+    ("SigninLogs", 2),
+    ("AADNonInteractiveUserSignInLogs", 2),
+    ("AzureActivity", 6),
+    ("AuditLogs", 24),
+)
 MAX_SILENCE_HOURS = 24  # below the late-arrival lookback (48 h at least), so the last row stays in view
 
 
@@ -516,7 +522,7 @@ _HINTS = {
         "else list the object ids of the groups that exclude them, separated by commas."
     ),
     "SOURCE_SILENCE_HOURS": (
-        "Leave unset for SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6; "
+        "Leave unset for SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6,AuditLogs=24; "
         "0 stops watching a table (e.g. one the tenant does not export)."
     ),
     "SOURCE_SILENT_FAILED_TICKS": "Leave unset for 3 (ticks failing in a row before it says it is blind).",

@@ -305,6 +305,7 @@ def test_blindness_settings_default_and_parse() -> None:
         "SigninLogs": 2,
         "AADNonInteractiveUserSignInLogs": 2,
         "AzureActivity": 6,
+        "AuditLogs": 24,
     }
     assert settings.source_silent_failed_ticks == 3
     tuned = load_settings(
@@ -321,6 +322,7 @@ def test_blindness_settings_default_and_parse() -> None:
         "SigninLogs": 2,
         "AADNonInteractiveUserSignInLogs": 0,
         "AzureActivity": 12,
+        "AuditLogs": 24,
     }
     assert tuned.source_silent_failed_ticks == 6
 

@@ -49,6 +49,7 @@ def test_a_table_quiet_past_its_threshold_alerts_once_per_episode(engine: LogAna
     rows(engine, "SigninLogs", timedelta(hours=5), timedelta(hours=3))  # threshold 2 h
     rows(engine, "AADNonInteractiveUserSignInLogs", timedelta(minutes=20))
     rows(engine, "AzureActivity", timedelta(hours=5))  # threshold 6 h: still fine
+    rows(engine, "AuditLogs", timedelta(hours=20))  # threshold 24 h: still fine
     (finding,) = run(engine)
     assert finding.principal.label == "SigninLogs"
     assert finding.principal.episode == f"silent after {(NOW - timedelta(hours=3)).isoformat()}"
@@ -69,9 +70,15 @@ def test_thresholds_come_from_the_context_and_zero_switches_a_table_off(engine: 
     rows(engine, "SigninLogs", timedelta(hours=3))
     rows(engine, "AADNonInteractiveUserSignInLogs", timedelta(hours=3))
     rows(engine, "AzureActivity", timedelta(hours=3))
-    hours = (("SigninLogs", 4), ("AADNonInteractiveUserSignInLogs", 0), ("AzureActivity", 1))
-    (finding,) = run(engine, Context(silence_hours=hours))
-    assert finding.principal.label == "AzureActivity"
+    rows(engine, "AuditLogs", timedelta(hours=3))
+    hours = (
+        ("SigninLogs", 4),
+        ("AADNonInteractiveUserSignInLogs", 0),
+        ("AzureActivity", 1),
+        ("AuditLogs", 2),
+    )
+    found = run(engine, Context(silence_hours=hours))
+    assert sorted(f.principal.label for f in found) == ["AuditLogs", "AzureActivity"]
 
 
 def test_a_table_with_no_row_in_the_lookback_is_not_reported(engine: LogAnalyticsServer) -> None:
@@ -89,3 +96,27 @@ def test_query_failures_are_one_episode_from_their_first_failure() -> None:
     assert finding.principal.episode == f"queries failing since {since.isoformat()}"
     assert dict(finding.facts)["Latest errors"] == "user-arm-write: HTTP 403"
     assert finding.event_ids
+
+
+def test_a_written_diagnostic_setting_is_its_own_episode_and_says_what_to_check(
+    engine: LogAnalyticsServer,
+) -> None:
+    """A write may have removed a category or moved the destination: it alerts, named as a write."""
+    from monitors.detections.source_silent import _activity
+
+    rows(engine, "SigninLogs", timedelta(minutes=3))
+    recent = {
+        "TimeGenerated": (NOW - timedelta(minutes=4)).isoformat(),
+        "_IngestionTime": (NOW - timedelta(minutes=2)).isoformat(),
+    }
+    written = {**_activity("w1", "microsoft.aadiam/diagnosticSettings/write", correlation="op-w"), **recent}
+    deleted = {**_activity("d1", "microsoft.aadiam/diagnosticSettings/delete", correlation="op-d"), **recent}
+    engine.ingest("AzureActivity", [written, deleted])
+    found = {f.principal.episode: f for f in run(engine)}
+    assert set(found) == {"diagnostic setting written op-w", "diagnostic setting deleted op-d"}
+    write = found["diagnostic setting written op-w"]
+    assert write.headline == (
+        "Diagnostic setting written by mallory@contoso.com: check its categories and destination"
+    )
+    assert dict(write.facts)["Written by"] == "mallory@contoso.com"
+    assert found["diagnostic setting deleted op-d"].headline.startswith("Diagnostic setting deleted by")
