@@ -49,7 +49,7 @@ from typing import Any, BinaryIO, TextIO, cast
 
 from monitors import schema
 
-TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity")
+TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity", "AuditLogs")
 MAX_EXAMPLES = 5  # skip reasons kept per file: enough to find the problem, bounded for huge files
 PROGRESS_EVERY = 1 << 20  # bytes between progress callbacks
 ProgressCallback = Callable[[int, int], None]  # (bytes_read, total_bytes)

@@ -170,7 +170,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         waiver_reminder_days=read("WAIVER_REMINDER_DAYS", _waiver_reminder_days, 7),
         disabled_detections=read("DISABLED_DETECTIONS", _detection_ids, frozenset()),
         break_glass_drill_days=read("BREAK_GLASS_DRILL_DAYS", _drill_days, 90),
-        break_glass_groups=read("BREAK_GLASS_GROUPS", _group_ids, frozenset()),
+        break_glass_groups=read("BREAK_GLASS_GROUPS", parse_group_ids, frozenset()),
         source_silence_hours=read("SOURCE_SILENCE_HOURS", parse_silence_hours, DEFAULT_SILENCE_HOURS),
         source_silent_failed_ticks=read("SOURCE_SILENT_FAILED_TICKS", _failed_ticks, 3),
     )
@@ -416,7 +416,7 @@ def _drill_days(raw: str) -> int:
     return _whole_days(raw, 7, 365, "how long a break-glass account may go without a successful sign-in")
 
 
-def _group_ids(raw: str) -> frozenset[str]:
+def parse_group_ids(raw: str) -> frozenset[str]:
     if raw.lower() == NONE:
         return frozenset()
     ids = set()

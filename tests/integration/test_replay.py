@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -520,3 +521,76 @@ def test_the_engine_spills_rows_beyond_its_memory_limit_to_the_scratch_folder(tm
         engine.stop()
     assert count == 10_000
     assert size > 64 * 2**20
+
+
+# --------------------------------------------------------------------------- directory changes (AuditLogs)
+
+
+def _audit_rows() -> list[dict]:
+    """break-glass-account-changed's own case rows: every kind of change to the accounts, and the
+    same changes to an ordinary account (which must not fire)."""
+    from monitors.detections.break_glass_account_changed import DETECTION
+
+    return [row for case in DETECTION.cases for row in case.rows.get("AuditLogs", [])]
+
+
+def _portal_time(iso: str) -> str:
+    """The Log Analytics portal's CSV datetime: `11/20/2026, 2:40:00.000 AM` (tests/fixtures)."""
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return (
+        f"{moment.month}/{moment.day}/{moment.year}, "
+        + moment.strftime("%-I:%M:%S.%f")[:-3]
+        + moment.strftime(" %p")
+    )
+
+
+def _expect_audit_alerts(alerts: list[dict]) -> None:
+    from monitors.detections.break_glass_account_changed import ALICE_ID, BG2_UPN, BG_GROUP, BG_ID
+
+    changed = {
+        a["user_id"] or a["user_principal_name"]: a
+        for a in alerts
+        if a["detection"] == "break-glass-account-changed"
+    }
+    assert set(changed) == {BG_ID, BG2_UPN, f"group {BG_GROUP}"}
+    kinds = changed[BG_ID]["facts"]["Changes"]
+    for kind in (
+        "authentication methods",
+        "password",
+        "account state",
+        "group membership",
+        "Conditional Access",
+    ):
+        assert kind in kinds
+    assert "directory role" in changed[BG2_UPN]["facts"]["Changes"]
+    assert all(ALICE_ID not in json.dumps(a) for a in alerts)
+
+
+def test_audit_logs_exported_with_the_cli_raise_break_glass_account_changed(tmp_path: Path) -> None:
+    from monitors.detections.break_glass_account_changed import BG2_UPN, BG_GROUP, BG_ID
+
+    items = [{column: _as_az_cli(value) for column, value in row.items()} for row in _audit_rows()]
+    (tmp_path / "AuditLogs.json").write_text(json.dumps(items))
+    alerts, stderr = replay_json(tmp_path, "--break-glass", BG_ID, "--break-glass", BG2_UPN,
+                                 "--break-glass-group", BG_GROUP)  # fmt: skip
+    assert "skipped" not in stderr
+    _expect_audit_alerts(alerts)
+
+
+def test_audit_logs_exported_from_the_portal_raise_break_glass_account_changed(tmp_path: Path) -> None:
+    from monitors.detections.break_glass_account_changed import BG2_UPN, BG_GROUP, BG_ID
+
+    rows = _audit_rows()
+    columns = sorted({column for row in rows for column in row} - {"TimeGenerated"})
+    with (tmp_path / "AuditLogs.csv").open("w", newline="", encoding="utf-8-sig") as out:
+        writer = csv.writer(out)
+        writer.writerow(["TimeGenerated [UTC]", *columns])
+        for row in rows:
+            writer.writerow([_portal_time(row["TimeGenerated"]), *(_as_az_cli(row.get(c)) for c in columns)])
+    env = {**os.environ, "BREAK_GLASS_ACCOUNTS": f"{BG_ID},{BG2_UPN}", "BREAK_GLASS_GROUPS": BG_GROUP}
+    result = replay(str(tmp_path), "--format", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "skipped" not in result.stderr
+    _expect_audit_alerts(json.loads(result.stdout))
