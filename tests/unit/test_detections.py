@@ -200,3 +200,26 @@ def test_a_break_glass_change_says_who_changed_what(engine: LogAnalyticsServer) 
         f"Group.ObjectID: {changed.BG_GROUP} → (none), "
         "Group.DisplayName: CA exclusion - emergency access → (none)"
     )
+
+
+def test_a_failed_break_glass_sign_in_pivots_to_its_ip(engine: LogAnalyticsServer) -> None:
+    """break-glass-use: successful sign-ins of other accounts from the failing IP within an hour
+    either side are on the card; later ones and other IPs are not."""
+    from monitors.detections.break_glass_use import DETECTION as BREAK_GLASS_USE
+    from monitors.detections.break_glass_use import SPRAYED_UPN
+
+    case = case_named(
+        BREAK_GLASS_USE, "a failed sign-in lists other accounts' successes from its IP within the hour"
+    )
+    (finding,) = run_case(BREAK_GLASS_USE, case, engine).findings
+    pivot = dict(finding.facts)["Other accounts signed in from the failing IPs (±1 h)"]
+    # only the sign-in 20 minutes later from the same IP: not the one three hours later, not carol's
+    # from another IP, not the break-glass account's own
+    assert pivot == f"{SPRAYED_UPN} 2026-11-20T03:32:00.0000000Z"
+    (line,) = finding.events
+    assert dict(line.fields)["Same IP, other accounts (±1 h)"] == pivot
+
+    (quiet,) = run_case(
+        BREAK_GLASS_USE, case_named(BREAK_GLASS_USE, "interactive FIDO2 sign-in"), engine
+    ).findings
+    assert "Other accounts signed in from the failing IPs (±1 h)" not in dict(quiet.facts)
