@@ -8,9 +8,14 @@ diagnostic setting is also what an attacker does first. Three signals, one detec
 
 1. silence: a table that received rows in the lookback (the late-arrival window, 48 h or
    more) whose newest row arrived longer ago than its threshold (SOURCE_SILENCE_HOURS).
-   Measured by ingestion time over the whole lookback, not the tick's window. A table with no
-   row in the whole lookback is not reported: it never sent any (not exported on purpose), or
-   it went quiet before the lookback, and that silence alerted when its threshold passed.
+   Measured by ingestion time over the whole lookback, not the tick's window.
+   missing: a table with no row in the whole lookback while another watched table has been
+   delivering for a day or more. Its category is not exported (the Entra diagnostic setting
+   lacks NonInteractiveUserSignInLogs, say: non-interactive break-glass use is then invisible),
+   or it went quiet before the lookback (the monitor was deployed late, or was down). Once per
+   table; the alert names the category to enable. A table not exported on purpose is set to
+   0 hours. Without another table delivering (a new workspace, a monitor deployed minutes ago)
+   an empty table says nothing yet.
 2. a diagnostic setting deleted or written (`Microsoft.Insights/diagnosticSettings/delete` and
    `/write`, and `microsoft.aadiam/diagnosticSettings/...` for the Entra ID export), whoever did
    it: a write can remove a category or move the destination, and the Activity Log does not say
@@ -111,6 +116,8 @@ class SourceSignal:
         if self.kind == "silence" and self.last_ingested:
             episode = f"silent after {self.last_ingested.isoformat(timespec='seconds')}"
             return Principal(user_id=None, user_principal_name=self.table, episode=episode)
+        if self.kind == "missing":
+            return Principal(user_id=None, user_principal_name=self.table, episode=MISSING_EPISODE)
         caller = self.caller or ""
         user_id = self.user_id or _guid_or_none(caller)
         return Principal(
@@ -121,7 +128,8 @@ class SourceSignal:
 
 
 SETTING_VERBS = {"diagnostic-setting-deleted": "deleted", "diagnostic-setting-changed": "written"}
-KINDS = ("silence", *SETTING_VERBS)
+KINDS = ("silence", "missing", *SETTING_VERBS)
+MISSING_EPISODE = "no rows in the lookback"
 
 
 def parse(row: Row) -> SourceSignal:
@@ -168,7 +176,7 @@ def evaluate(signals: Sequence[SourceSignal], context: Context) -> list[Finding]
     latest: dict[str, SourceSignal] = {}  # per table, the newest view (a split window gives several)
     settings: dict[str, SourceSignal] = {}
     for signal in signals:
-        if signal.kind == "silence":
+        if signal.kind in ("silence", "missing"):
             if signal.table not in latest or signal.as_of > latest[signal.table].as_of:
                 latest[signal.table] = signal
         else:
@@ -176,7 +184,7 @@ def evaluate(signals: Sequence[SourceSignal], context: Context) -> list[Finding]
             settings[signal.principal.key] = _merge(seen, signal) if seen else signal
     watched = {table for table, hours in context.silence_hours if hours > 0}
     findings = [
-        _silence(s)
+        _silence(s) if s.kind == "silence" else _missing(s)
         for s in latest.values()
         if s.table in watched and s.principal.key not in context.known_principals
     ]
@@ -216,6 +224,39 @@ def _silence(signal: SourceSignal) -> Finding:
         events=(),
         event_ids=(f"{signal.table}|{principal.episode}",),
         first_time=since,
+        last_time=signal.as_of,
+    )
+
+
+# The diagnostic category that fills each watched table, and where it is switched on.
+CATEGORIES = {
+    "SigninLogs": "SignInLogs in Entra ID's diagnostic setting",
+    "AADNonInteractiveUserSignInLogs": "NonInteractiveUserSignInLogs in Entra ID's diagnostic setting",
+    "AuditLogs": "AuditLogs in Entra ID's diagnostic setting",
+    "AzureActivity": "the Administrative category of the subscription's Activity log export",
+}
+
+
+def _missing(signal: SourceSignal) -> Finding:
+    principal = signal.principal
+    since = signal.lookback_start.isoformat(timespec="seconds")
+    return Finding(
+        detection=ID,
+        severity=Severity.HIGH,
+        principal=principal,
+        headline=f"Log source missing: {signal.table} has no rows while other tables do; "
+        f"enable {CATEGORIES[signal.table]}",
+        facts=(
+            ("Table", signal.table),
+            ("No rows since", f"{since} (the whole lookback)"),
+            ("Enable", f"{CATEGORIES[signal.table]} (docs/deploy.md)"),
+            ("Or", "it went quiet before the lookback, while the monitor was not running: check the setting"),
+            ("Blind to", _blind_to(signal.table)),
+            ("Not exported on purpose", f"set {signal.table}=0 in SOURCE_SILENCE_HOURS"),
+        ),
+        events=(),
+        event_ids=(f"{signal.table}|{principal.episode}",),
+        first_time=signal.lookback_start,
         last_time=signal.as_of,
     )
 

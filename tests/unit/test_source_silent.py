@@ -81,10 +81,50 @@ def test_thresholds_come_from_the_context_and_zero_switches_a_table_off(engine: 
     assert sorted(f.principal.label for f in found) == ["AuditLogs", "AzureActivity"]
 
 
-def test_a_table_with_no_row_in_the_lookback_is_not_reported(engine: LogAnalyticsServer) -> None:
-    """It never sent rows, or went quiet before the lookback: the alert came when it went quiet."""
-    rows(engine, "SigninLogs", timedelta(minutes=3))
+def test_an_empty_table_is_not_reported_until_another_has_delivered_for_a_day(
+    engine: LogAnalyticsServer,
+) -> None:
+    """A workspace or a diagnostic setting just set up says nothing yet."""
+    rows(engine, "SigninLogs", timedelta(hours=20), timedelta(minutes=3))
     assert run(engine) == []
+
+
+def test_a_table_with_no_row_while_another_delivers_names_the_category_once(
+    engine: LogAnalyticsServer,
+) -> None:
+    """The Entra setting exports sign-ins but not non-interactive sign-ins, and AuditLogs is not
+    watched on purpose: one alert, for the missing category; once per table."""
+    rows(engine, "SigninLogs", timedelta(hours=30), timedelta(minutes=3))
+    rows(engine, "AzureActivity", timedelta(hours=2))
+    hours = (
+        ("SigninLogs", 2),
+        ("AADNonInteractiveUserSignInLogs", 2),
+        ("AzureActivity", 6),
+        ("AuditLogs", 0),
+    )
+    (finding,) = run(engine, Context(silence_hours=hours))
+    assert finding.principal.label == "AADNonInteractiveUserSignInLogs"
+    assert finding.headline == (
+        "Log source missing: AADNonInteractiveUserSignInLogs has no rows while other tables do; "
+        "enable NonInteractiveUserSignInLogs in Entra ID's diagnostic setting"
+    )
+    facts = dict(finding.facts)
+    assert facts["No rows since"] == f"{WINDOW.earliest_time.isoformat()} (the whole lookback)"
+    assert facts["Blind to"] == "non-interactive sign-ins (refresh tokens, scripts)"
+    known = Context(silence_hours=hours, known_principals=frozenset({finding.principal.key}))
+    assert run(engine, known) == []
+
+
+def test_a_silence_that_began_before_the_lookback_is_reported(engine: LogAnalyticsServer) -> None:
+    """The monitor was down for three days; AzureActivity stopped while it was: on its first tick
+    back the table has no row in the lookback, and the other tables have been delivering."""
+    rows(engine, "SigninLogs", timedelta(hours=40), timedelta(minutes=2))
+    rows(engine, "AADNonInteractiveUserSignInLogs", timedelta(hours=40), timedelta(minutes=2))
+    rows(engine, "AuditLogs", timedelta(hours=40), timedelta(hours=1))
+    rows(engine, "AzureActivity", timedelta(days=3))  # before the 48 h lookback
+    (finding,) = run(engine)
+    assert finding.principal.label == "AzureActivity"
+    assert finding.headline.startswith("Log source missing: AzureActivity has no rows while other tables do")
 
 
 def test_query_failures_are_one_episode_from_their_first_failure() -> None:
