@@ -365,12 +365,13 @@ def _shown(value: str) -> str:
 # servicePrincipalId}}) and TargetResources ([{id, displayName, type, userPrincipalName,
 # modifiedProperties: [{displayName, oldValue, newValue}]}], values JSON-encoded) as Microsoft
 # Graph's directoryAudit resource documents them (learn.microsoft.com/graph/api/resources/
-# directoryaudit, and the example of "Get directoryAudit"); role and group changes carry
-# Role.DisplayName / Group.DisplayName among the user's modified properties, as Microsoft
-# Sentinel's AuditLogs rules read them (Azure/Azure-Sentinel, Solutions/Microsoft Entra ID); a
-# Conditional Access change carries the whole policy before and after under
-# "ConditionalAccessPolicy", with conditions.users.excludeUsers and the like, as the Sentinel rule
-# "Conditional Access - A Conditional Access user/group/role exclusion has changed" reads it.
+# directoryaudit, and the example of "Get directoryAudit"). Role and group changes carry
+# Role.DisplayName (JSON-quoted: '"Global Administrator"') among the user target's modified
+# properties, as Microsoft Sentinel's rule reads them (Azure/Azure-Sentinel, "Solutions/Microsoft
+# Entra ID/Analytic Rules/UserAssignedPrivilegedRole.yaml"); a Conditional Access change carries
+# the whole policy before and after as JSON text in its first modified property,
+# "ConditionalAccessPolicy", with conditions.users.excludeUsers and the like ("Conditional Access
+# - A Conditional Access usergrouprole exclusion has changed.yaml", same folder).
 
 BG_ID = "7f6d3c2a-5b4e-4c1d-9a8b-0e1f2a3b4c5d"
 BG_UPN = "bg-admin1@contoso.onmicrosoft.com"
