@@ -46,7 +46,12 @@ body {{ margin: 0; padding: 16px; background: #f5f5f5; font-family: 'Segoe UI', 
 <script>{renderer}</script>
 <script>{markdown}</script>
 <script>
-const md = window.markdownit({{html: false, linkify: false}});
+// Teams links bare hosts, addresses and URLs in card text: so does this page, with linkify-it
+// made keener than its defaults (any TLD the tests use, bare IPv4 hosts), so a card that shows
+// no link here shows none in Teams for the same reason.
+const md = window.markdownit({{html: false, linkify: true}});
+md.linkify.set({{fuzzyIP: true}}).tlds(["example", "test", "invalid", "localhost"], true);
+window.linkifier = md.linkify;
 AdaptiveCards.AdaptiveCard.onProcessMarkdown = (text, result) => {{
   result.outputHtml = md.renderInline(text);
   result.didProcess = true;
@@ -62,22 +67,29 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def render_card(card: dict[str, Any], png: Path, height: int = 1400) -> Path:
-    """Write `png` showing the card as the Adaptive Cards JS renderer draws it."""
-    browser = chromium()
-    if browser is None:
-        raise RuntimeError("chromium is not installed: run `make install-browser` (apt-get install chromium)")
+def card_page(card: dict[str, Any]) -> str:
+    """An HTML page that draws `card` (the AdaptiveCard, not the message) into `#card` with the
+    Adaptive Cards JS renderer and markdown-it, links detected as Teams detects them. The page
+    keeps the link detector as `window.linkifier`, to check text after rendering."""
     for script in (RENDERER, MARKDOWN):
         if not script.exists():
             raise RuntimeError(f"{script} is missing: run `make install` (npm ci)")
     # `</` cannot appear inside the JSON, so no value can close the script element early.
     card_json = json.dumps(card).replace("</", "<\\/")
-    page = PAGE.format(
+    return PAGE.format(
         renderer=RENDERER.read_text(encoding="utf-8"),
         markdown=MARKDOWN.read_text(encoding="utf-8"),
         host_config=json.dumps(HOST_CONFIG),
         card=card_json,
     )
+
+
+def render_card(card: dict[str, Any], png: Path, height: int = 1400) -> Path:
+    """Write `png` showing the card as the Adaptive Cards JS renderer draws it."""
+    browser = chromium()
+    if browser is None:
+        raise RuntimeError("chromium is not installed: run `make install-browser` (apt-get install chromium)")
+    page = card_page(card)
     png.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="card-") as scratch:
         html = Path(scratch) / "card.html"

@@ -2,7 +2,10 @@
 
 Why: the monitor must be exercised against rows shaped like real Log Analytics exports
 (tests/fixtures), at realistic volume, with a ground truth saying which principal must raise
-which alert. Three layers, top to bottom:
+which alert. tests/unit/test_tenant_shapes.py holds the rows to the real ones in tests/fixtures
+(columns, value forms, claim keys, Caller, keys inside JSON values, an operation's statuses):
+whatever no real row shows fails there unless a Microsoft document it names shows it. Three layers,
+top to bottom:
 
 1. row builders: one principal and one instant in, Log Analytics rows out (keys are documented
    columns of monitors/schema/tables.json). `signin_row`, `activity_rows`, `policy_audit_row`
@@ -18,7 +21,8 @@ which alert. Three layers, top to bottom:
 
     python -m devstack.tenant --out DIR --users N --days D --seed S [--start ISO] [--break-glass-out FILE]
 
-Ground truth, per principal in the manifest (`expected`):
+Ground truth, per principal in the manifest (`expected`, and in `expected_events` the rows each
+detection's alerts must cover, as `AnswerKey` collects them):
 - "user-arm-write": a user object (member, guest, service account or break-glass account) is the
   caller of at least one `Administrative` write or delete (an OperationNameValue ending in /write
   or /delete). Every generated Administrative operation is a write, delete or action (the
@@ -43,8 +47,10 @@ Ground truth, per principal in the manifest (`expected`):
   whose flows refresh tokens every 15 minutes from Azure; nobody signs in with it interactively).
 - "mfa-blocked-automation": a user's ARM token request refused for MFA (50074/50076/50079/50072)
   in the non-interactive log or over ROPC, or a user's Administrative write refused by the
-  built-in MFA policy in deny mode (`mandatory_mfa_script`).
-- "ropc-sign-in": a user's ROPC sign-in whose password was accepted (success, MFA required, 53003).
+  built-in MFA policy in deny mode (`mandatory_mfa_script`); not a silent refresh refused for a
+  step-up (50074/50076) that the user answers within minutes with an interactive MFA sign-in.
+- "ropc-sign-in": a user's ROPC sign-in whose password was accepted (entra.FIRST_FACTOR_VERIFIED: success,
+  MFA required, a Conditional Access block, an expired password, a disabled account).
 - "guest-arm-write": a guest is the caller of an `Administrative` write or delete. A guest's ARM
   rows have the shape Microsoft's samples show: Caller its e-mail, no upn claim, and its home
   tenant's issuer in the identity provider claim (`IDENTITY_PROVIDER_CLAIM`).
@@ -75,6 +81,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TextIO
+
+from monitors.detections import entra
+from monitors.detections.entra import FIRST_FACTOR_VERIFIED, has_mfa
 
 # --------------------------------------------------------------------------- tables and well-known ids
 
@@ -164,14 +173,14 @@ OFFICE_TRAFFIC = (
 @dataclass(frozen=True, slots=True)
 class Auth:
     """How a user proved who they are: methods as AuthenticationDetails names them, and the amr
-    claim as AzureActivity Claims carries it (comma-separated; MFA iff it contains "mfa")."""
+    claim as AzureActivity Claims carries it (comma-separated; MFA as the rules read it: entra.has_mfa)."""
 
     methods: tuple[str, ...]
     amr: str
 
     @property
     def mfa(self) -> bool:
-        return "mfa" in self.amr.split(",")
+        return has_mfa(self.amr)
 
 
 PASSWORD = Auth(("Password",), "pwd")
@@ -193,7 +202,7 @@ ERRORS = {
     50140: "This error occurred due to 'Keep me signed in' interrupt when the user was signing in.",
     16000: "Other",
 }
-MFA_REQUIRED = frozenset({50074, 50076, 50079, 50072})
+MFA_REQUIRED = frozenset(int(code) for code in entra.MFA_REQUIRED)  # ResultType is an int here
 
 
 # --------------------------------------------------------------------------- the tenant and its network
@@ -374,6 +383,7 @@ class Operation:
     upper: bool = False  # logged upper-case, as many resource providers do
     accepted: bool = False  # long-running: Start, Accept, then Success
     template: str = ""  # the target's resource id, when it does not follow from the action
+    burst: int = 1  # operations the portal issues at once, under one CorrelationId, on one target
 
     @property
     def value(self) -> str:
@@ -456,12 +466,15 @@ DIAGNOSTIC_DELETE = Operation(  # the silent way to blind a monitor
 # What the portal POSTs when someone merely opens a blade: a Microsoft Sentinel page checks the
 # user's authorization and licence ("Check user authorization and license", granted to the built-in
 # Microsoft Sentinel Reader role: MicrosoftDocs/azure-docs role-based-access-control/built-in-roles).
+# As real rows show it (tests/fixtures/real/msticnb-sentinel-portal-actions): nine checks per
+# opening, within a second, under one CorrelationId, on the workspace's SecurityInsights provider.
 DATA_CONNECTORS_CHECK = Operation(
     "Microsoft.SecurityInsights/dataConnectorsCheckRequirements/action",
     "Check user authorization and license",
     "law",
-    template="{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}/providers/"
-    "Microsoft.SecurityInsights/dataConnectorsCheckRequirements",
+    template="{rg}/providers/Microsoft.OperationalInsights/workspaces/{name}"
+    "/providers/Microsoft.SecurityInsights",
+    burst=9,
 )
 ROLE_ASSIGNMENT_WRITE = Operation(
     "Microsoft.Authorization/roleAssignments/write",
@@ -709,7 +722,7 @@ def _signin_table_part(interactive: bool, tenant: Tenant) -> Part:
         "ClientCredentialType": "none",
         "IncomingTokenType": "none" if interactive else "refreshToken",
         "IsInteractive": interactive,
-        "IsRisky": False,
+        # no IsRisky: every real export leaves it empty (tests/fixtures, tests/unit/test_tenant_shapes.py)
         "IsTenantRestricted": False,
         "IsThroughGlobalSecureAccess": False,
         "AuthenticationContextClassReferences": "[]",
@@ -1638,13 +1651,14 @@ def _operation(
     issued: datetime,
     app_id: str | None,
     correlation_id: str | None = None,
+    target: str | None = None,
 ) -> Iterator[Row]:
     status: Literal["Success", "Failure"] = "Failure" if rng.random() < 0.04 else "Success"
     rows = activity_records(
         who,
         at,
         op,
-        resource_id(op, who, rng),
+        target or resource_id(op, who, rng),
         status=status,
         amr=amr,
         uti=uti,
@@ -1655,7 +1669,7 @@ def _operation(
         tenant=world.tenant,
     )
     yield from rows
-    if who.is_user and "mfa" not in amr.split(",") and not op.action.endswith("/action"):
+    if who.is_user and not has_mfa(amr) and not op.action.endswith("/action"):
         yield policy_audit_row(rows[-1], rng=rng)
 
 
@@ -1717,9 +1731,21 @@ def _arm_session(
                 at = t + timedelta(seconds=rng.uniform(30, length.total_seconds()))
                 issued, uti = max((tok for tok in tokens if tok[0] <= at), key=lambda tok: tok[0])
                 op = rng.choice(PORTAL_BLADE_ACTIONS)
-                yield from _operation(
-                    world, who, at, op, rng, amr=auth.amr, uti=uti, issued=issued, app_id=app.app_id
-                )
+                correlation, target = guid(rng), resource_id(op, who, rng)
+                for n in range(op.burst):
+                    yield from _operation(
+                        world,
+                        who,
+                        at + timedelta(milliseconds=2 * n),
+                        op,
+                        rng,
+                        amr=auth.amr,
+                        uti=uti,
+                        issued=issued,
+                        app_id=app.app_id,
+                        correlation_id=correlation,
+                        target=target,
+                    )
         return
     for _ in range(rng.randint(1, 4)):
         at = t + timedelta(seconds=rng.uniform(30, length.total_seconds()))
@@ -2213,7 +2239,6 @@ POWER_PLATFORM_RESOURCES = frozenset(
 POWER_AUTOMATE = App(
     "7df0a125-d3be-4c96-aa54-591f83ff541c", "Microsoft Flow Service", "Mobile Apps and Desktop clients"
 )
-_FIRST_FACTOR_OK = frozenset({"0", "50072", "50074", "50076", "50079", "500121", "53003"})
 
 
 def automation_verdict(who: Principal, row: Row) -> tuple[str, ...]:
@@ -2222,7 +2247,7 @@ def automation_verdict(who: Principal, row: Row) -> tuple[str, ...]:
     if not (who.kind == "service-account" or who.tool == POWER_AUTOMATE_TOOL) or row["Type"] == ACTIVITY:
         return ()
     target = row["ResourceIdentity"] in (ARM.resource_id, *POWER_PLATFORM_RESOURCES)
-    return (USER_SERVICE_ACCOUNT,) if target and str(row["ResultType"]) in _FIRST_FACTOR_OK else ()
+    return (USER_SERVICE_ACCOUNT,) if target and str(row["ResultType"]) in FIRST_FACTOR_VERIFIED else ()
 
 
 def connection_owner(seed: int, tenant: Tenant) -> Principal:
@@ -2328,7 +2353,7 @@ def _mandatory_mfa_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
         unattended = table == NONINTERACTIVE or protocol == "ropc"
         if unattended and row["ResourceIdentity"] == ARM.resource_id and int(result) in MFA_REQUIRED:
             found += (MFA_BLOCKED_AUTOMATION,)
-        if protocol == "ropc" and (result in ("0", "53003") or int(result) in MFA_REQUIRED):
+        if protocol == "ropc" and str(result) in FIRST_FACTOR_VERIFIED:
             found += (ROPC_SIGN_IN,)  # the password was accepted: a wrong one (50126) is guessing
         return found
     category = row.get("CategoryValue")
@@ -2438,7 +2463,8 @@ class Manifest:
     user_principal_name, display_name}]; principals [{kind, object_id, user_principal_name,
     mail (guests: their Caller in AzureActivity), display_name, user_type, home_tenant_id, app_id,
     mi_resource_id, tool, mfa, role_assignment {role, principal_type, principal_id}, expected:
-    ["user-arm-write", "break-glass-use"] or a subset}]."""
+    ["user-arm-write", "break-glass-use"] or a subset, expected_events: {detection: [the event ids
+    (Id, EventDataId) its alerts must cover; none for a detection no row carries]}}]."""
 
     seed: int
     users: int
@@ -2448,7 +2474,8 @@ class Manifest:
     enforcement: datetime
     tenant: Tenant
     principals: tuple[Principal, ...]
-    expected: Mapping[str, tuple[str, ...]]  # object id -> detections, for principals that trigger any
+    # object id -> detection -> the event ids its alerts must cover, for principals that trigger any
+    expected: Mapping[str, Mapping[str, tuple[str, ...]]]
     rows: Mapping[str, int]  # lines per table file, duplicates included
     late_rows: Mapping[str, int]  # rows ingested more than an hour after TimeGenerated
     duplicate_rows: Mapping[str, int]
@@ -2501,7 +2528,8 @@ class Manifest:
                 "principal_type": p.role_principal_type,
                 "principal_id": p.assignee,
             },
-            "expected": list(self.expected.get(p.object_id, ())),
+            "expected": list(self.expected.get(p.object_id, {})),
+            "expected_events": {d: list(ids) for d, ids in self.expected.get(p.object_id, {}).items()},
         }
 
     def write(self, path: Path) -> None:
@@ -2533,6 +2561,78 @@ def _verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     return found + _mandatory_mfa_verdicts(who, row)
 
 
+def event_id(row: Row) -> str:
+    """The row's own id, as the detections report it: `Id` in the sign-in tables, `EventDataId` in
+    AzureActivity."""
+    return str(row["EventDataId"] if row["Type"] == ACTIVITY else row["Id"])
+
+
+class AnswerKey:
+    """The ground truth as rows are written: per principal, each detection its rows must raise and
+    exactly which rows (event ids) its alerts must cover.
+
+    mfa-blocked-automation leaves out a silent refresh refused for a step-up (entra.STEP_UP_RESULTS)
+    that the same user answers within entra.STEP_UP_WITHIN with an interactive sign-in that
+    satisfied MFA: such refusals wait in `step_ups` until every row is in (`settle`)."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, dict[str, set[str]]] = {}
+        self.step_ups: dict[str, list[tuple[datetime, str]]] = {}
+        self.mfa_sign_ins: dict[str, list[datetime]] = {}
+
+    def add(self, who: Principal, row: Row) -> None:
+        at = datetime.fromisoformat(row["TimeGenerated"])
+        for detection in _verdicts(who, row):
+            if detection == MFA_BLOCKED_AUTOMATION and _silent_step_up(row):
+                self.step_ups.setdefault(who.object_id, []).append((at, event_id(row)))
+            else:
+                self.expect(who.object_id, detection, (event_id(row),))
+        if _interactive_mfa(row):
+            self.mfa_sign_ins.setdefault(who.object_id, []).append(at)
+
+    def expect(self, object_id: str, detection: str, event_ids: Iterable[str] = ()) -> None:
+        self.events.setdefault(object_id, {}).setdefault(detection, set()).update(event_ids)
+
+    def merge(self, other: AnswerKey) -> None:
+        for object_id, found in other.events.items():
+            for detection, ids in found.items():
+                self.expect(object_id, detection, ids)
+        for object_id, refusals in other.step_ups.items():
+            self.step_ups.setdefault(object_id, []).extend(refusals)
+        for object_id, times in other.mfa_sign_ins.items():
+            self.mfa_sign_ins.setdefault(object_id, []).extend(times)
+
+    def settle(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Every row is in: the step-up refusals nobody answered join the key; the key, sorted."""
+        for object_id, refusals in self.step_ups.items():
+            answers = self.mfa_sign_ins.get(object_id, [])
+            unanswered = [
+                rid
+                for at, rid in refusals
+                if not any(timedelta(0) <= t - at <= entra.STEP_UP_WITHIN for t in answers)
+            ]
+            if unanswered:
+                self.expect(object_id, MFA_BLOCKED_AUTOMATION, unanswered)
+        self.step_ups.clear()
+        return {
+            object_id: {detection: tuple(sorted(ids)) for detection, ids in sorted(found.items())}
+            for object_id, found in self.events.items()
+        }
+
+
+def _silent_step_up(row: Row) -> bool:
+    return row["Type"] == NONINTERACTIVE and str(row["ResultType"]) in entra.STEP_UP_RESULTS
+
+
+def _interactive_mfa(row: Row) -> bool:
+    """An interactive sign-in that satisfied MFA, as mfa_blocked_automation.kql reads one."""
+    return (
+        row["Type"] == SIGNIN
+        and str(row["ResultType"]) == "0"
+        and row.get("AuthenticationRequirement") == "multiFactorAuthentication"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Chunk:
     """One worker's share: principals[first:first+len(principals)], every day, into part files."""
@@ -2552,7 +2652,7 @@ class _Written:
     rows: Counter[str]
     late: Counter[str]
     duplicates: Counter[str]
-    expected: dict[str, set[str]]
+    answers: AnswerKey
 
 
 def _write_chunk(chunk: _Chunk) -> _Written:
@@ -2560,7 +2660,7 @@ def _write_chunk(chunk: _Chunk) -> _Written:
     depend on how principals are split between workers. Rows past the window's end (an evening in
     Seattle is the next day in UTC) are cut, as an export of the window would cut them."""
     writer = TableWriter(chunk.part_dir, suffix=f".{chunk.index:04d}")
-    expected: dict[str, set[str]] = {}
+    answers = AnswerKey()
     end = iso(chunk.world.end)  # same format in every row: strings compare like times
     try:
         for i, who in enumerate(chunk.principals, chunk.first):
@@ -2569,30 +2669,28 @@ def _write_chunk(chunk: _Chunk) -> _Written:
                 for row in day_rows(chunk.world, who, chunk.world.start + timedelta(days=d), rng):
                     if row["TimeGenerated"] >= end:
                         continue
-                    if found := _verdicts(who, row):
-                        expected.setdefault(who.object_id, set()).update(found)
+                    answers.add(who, row)
                     writer.write(row, rng)
     finally:
         writer.close()
-    return _Written(writer.paths, writer.rows, writer.late, writer.duplicates, expected)
+    return _Written(writer.paths, writer.rows, writer.late, writer.duplicates, answers)
 
 
 def _write_script(chunk: _Chunk, script: list[Scripted]) -> _Written:
     """The hand-placed break-glass rows and the platform noise, after everyone else."""
     writer = TableWriter(chunk.part_dir, suffix=f".{chunk.index:04d}")
-    expected: dict[str, set[str]] = {}
+    answers = AnswerKey()
     rng = random.Random(f"{chunk.seed}:script")
     try:
         for item in script:
-            for found in _verdicts(item.who, item.row):
-                expected.setdefault(item.who.object_id, set()).add(found)
+            answers.add(item.who, item.row)
             writer.write(item.row, rng, late=item.late, duplicate=item.duplicate)
         for d in range(chunk.days):
             for row in platform_day(chunk.world, chunk.world.start + timedelta(days=d), rng):
                 writer.write(row, rng)
     finally:
         writer.close()
-    return _Written(writer.paths, writer.rows, writer.late, writer.duplicates, expected)
+    return _Written(writer.paths, writer.rows, writer.late, writer.duplicates, answers)
 
 
 def _concatenate(parts: list[Path], target: Path) -> None:
@@ -2666,12 +2764,13 @@ def generate(
     finally:
         shutil.rmtree(part_dir, ignore_errors=True)
 
-    expected: dict[str, set[str]] = {}
+    answers = AnswerKey()
     for w in written:
-        for object_id, found in w.expected.items():
-            expected.setdefault(object_id, set()).update(found)
+        answers.merge(w.answers)
     for object_id, found in watcher_expected_without_rows(principals, script).items():
-        expected.setdefault(object_id, set()).update(found)
+        for detection in found:
+            answers.expect(object_id, detection)  # no row: the detection names its own event
+    expected = answers.settle()
     manifest = Manifest(
         seed=seed,
         users=users,
@@ -2681,7 +2780,7 @@ def generate(
         enforcement=world.enforcement,
         tenant=tenant,
         principals=principals,
-        expected={k: tuple(sorted(v)) for k, v in expected.items()},
+        expected=expected,
         rows={t: sum(w.rows[t] for w in written) for t in TABLES},
         late_rows={t: sum(w.late[t] for w in written) for t in TABLES},
         duplicate_rows={t: sum(w.duplicates[t] for w in written) for t in TABLES},

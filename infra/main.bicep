@@ -22,8 +22,14 @@ param environmentName string
 @description('Azure region for every resource. Flex Consumption must be available there.')
 param location string
 
+// infra/hooks/preprovision.sh checks its shape before azd provisions, with a message; this
+// length check is what `az deployment sub create` users get instead of an index error in split().
+@minLength(1)
 @description('Resource id of the EXISTING Log Analytics workspace that receives the Entra sign-in logs and the Activity Log. It may live in another resource group or subscription of the same tenant.')
 param logAnalyticsWorkspaceResourceId string
+
+@description('Assign Log Analytics Reader on the workspace to the app identity. That needs a deployment in the workspace\'s resource group and the right to assign roles on the workspace; false skips it, and someone with that right runs the `az role assignment create` of docs/deploy.md instead.')
+param assignWorkspaceReader bool = true
 
 @minLength(1)
 @description('Comma-separated object ids and/or UPNs of break-glass (emergency access) accounts. Object ids are preferred: UPNs can be renamed. Required: \'none\' watches no break-glass account (the history page then says so).')
@@ -291,8 +297,15 @@ module keyVault 'modules/keyvault.bicep' = {
   }
 }
 
+// The existing workspace: its customer id is the one the query API takes. Reading it needs only
+// read access, not a deployment in its resource group.
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
+  name: workspaceName
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+}
+
 // Query access to the existing workspace, deployed into the workspace's own resource group.
-module workspaceReader 'modules/workspace-reader.bicep' = {
+module workspaceReader 'modules/workspace-reader.bicep' = if (assignWorkspaceReader) {
   name: 'workspace-reader-${resourceToken}'
   scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
   params: {
@@ -333,7 +346,7 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     // Settings the monitor reads (monitors/settings.py).
-    workspaceCustomerId: workspaceReader.outputs.customerId
+    workspaceCustomerId: workspace.properties.customerId
     logAnalyticsEndpoint: effectiveLogAnalyticsEndpoint
     logAnalyticsAudience: effectiveLogAnalyticsAudience
     teamsAllowedHosts: teamsAllowedHosts
@@ -353,6 +366,7 @@ module functionApp 'modules/functionapp.bicep' = {
   // once the identity holds its roles, so the first start does not cache a failed resolution.
   dependsOn: [
     rbac
+    workspaceReader
   ]
 }
 

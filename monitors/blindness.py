@@ -77,8 +77,8 @@ def store_episodes(
         return []
     entries = [new_entry(alert, targets(alert), now) for alert in alerts.make_alerts(new, now)]
     state.enqueue(entries)
-    state.commit(entries, "principal", (min(f.first_time for f in new), now))
-    return [entry.alert.alert_id for entry in entries]
+    committed = state.commit(entries, "principal", (min(f.first_time for f in new), now))
+    return [entry.alert.alert_id for entry in committed]
 
 
 def _recovered(store: StateStore, state: AlertState, workspace_id: str, entity: dict, now: datetime) -> None:

@@ -6,9 +6,11 @@ posts exactly what the first attempt posted, and a golden file can pin the layou
 Two things make this more than formatting:
 
 - Log values are attacker-influenced (user agents, app and location names, UPNs). Teams renders
-  a markdown subset in TextBlock text *and* in FactSet titles and values, so every piece of text
-  goes through `escape_text`: a spray against a break-glass account must not be able to put a
-  "[reset your MFA](https://evil)" link into the security channel.
+  a markdown subset in TextBlock text *and* in FactSet titles and values, and links bare domains,
+  e-mail addresses and URLs it finds in the text, so every piece of text goes through
+  `escape_text`: a spray against a break-glass account must not be able to put a
+  "[reset your MFA](https://evil)" link, or a bare "www.evil.example/login", into the security
+  channel.
 - Teams rejects messages above 28 KB, and a burst can carry thousands of events: the card is
   measured and trimmed (events first, then value lengths) until it fits.
 """
@@ -90,6 +92,19 @@ _ESCAPED = frozenset("\\`*_[]()!<>&~|#{}")
 # character (zero-width, bidi overrides like U+202E, BOM, soft hyphen) and lone surrogate goes.
 _BREAKS = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x1f\x85")
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+# Autolinkers (Teams', GFM's, linkify-it's) find a link by its host ("evil.example", with or
+# without "www." or a scheme), an e-mail's "@", a scheme's ":", a scheme-relative "//", or "\\"
+# that browsers read as "/". An invisible WORD JOINER after each of these characters (and their
+# ideographic and full-width forms, which URL parsers map to them), when text follows it, leaves
+# the text as people read it but no host, address or scheme for a linkifier to match. It is in
+# the *rendered* text, so it holds whether a linkifier runs before markdown or over its output;
+# values are cleaned of format characters first, so a value cannot bring its own joiners. The
+# joiner after "/" matters: linkify-it takes the joiner for a letter, so "//evil.\u2060example"
+# alone is still a link. Markdown escapes do none of this: "https:\\/\\/evil.example" renders
+# as a plain URL that a later pass links (tests/browser/test_card_links.py checks both).
+# The cost: a value copied from a card carries the joiners; the alert history shows it clean.
+UNLINK = "\u2060"
+_LINK_PUNCTUATION = frozenset(".@:/\\\u3002\uff0e\uff61\uff20\uff1a\uff0f")
 _LEADING_NUMBER = re.compile(r"^(\d+)\.(?= |$)")  # "1. x" is a list item, "203.0.113.7" is not
 
 
@@ -105,15 +120,19 @@ def escape_text(value: str, limit: int = MAX_VALUE_CHARS) -> str:
     text = _clean(value[:cap] if cut else value)
     if cut or len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
-    escaped = "".join("\\" + ch if ch in _ESCAPED else ch for ch in text)
-    # A bare URL keeps its text but loses the "://" that autolinkers look for.
-    escaped = escaped.replace("://", r":\/\/")
+    escaped = "".join(_escape_char(ch, text[i + 1 : i + 2]) for i, ch in enumerate(text))
     # Block syntax only counts at the start of a line, and every value is one line: "1. x" and
     # "- x" would be lists there ("#", ">" and "*" are escaped everywhere already).
     escaped = _LEADING_NUMBER.sub(r"\1\\.", escaped)
     if escaped[:1] in ("-", "+"):
         escaped = "\\" + escaped
     return escaped
+
+
+def _escape_char(ch: str, following: str) -> str:
+    """`ch` escaped, and joined to what follows it if that could continue a host or a scheme."""
+    escaped = "\\" + ch if ch in _ESCAPED else ch
+    return escaped + UNLINK if ch in _LINK_PUNCTUATION and following not in ("", " ") else escaped
 
 
 def _clean(value: str) -> str:
@@ -189,6 +208,20 @@ def _fitted(
         lines.pop()
         message = assemble(lines)
     return message
+
+
+def test_message(sent_at: datetime) -> dict[str, Any]:
+    """The card `python -m monitors doctor --send-test-card` posts: it says it is a test."""
+    return _envelope(
+        [
+            _text("MFA monitor: test card", weight="Bolder", size="Medium"),
+            _text(
+                f"Sent by python -m monitors doctor at {sent_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC to check "
+                "that this channel receives the monitor's alerts. Nothing to do."
+            ),
+        ],
+        [],
+    )
 
 
 def _envelope(body: list[dict[str, Any]], actions: list[dict[str, Any]]) -> dict[str, Any]:

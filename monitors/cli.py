@@ -2,6 +2,7 @@
 
 tick      run one monitoring tick with the app settings in the environment
 status    the monitor's own health: last successful tick, failures, watermark lag, backlog
+doctor    after deploying: workspace access, table freshness, state tables, webhooks, settings
 replay    run the detections over exported logs, offline, with a fresh empty state
 waivers   accepted exceptions: add, list, revoke, audit
 alerts    the alert history: list, show, ack, resolve
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from monitors import cli_alerts, cli_waivers
+from monitors import cli_alerts, cli_waivers, coverage
 from monitors.detections import DETECTIONS
 from monitors.detections.base import Context
 from monitors.schema import SchemaMissing
@@ -57,6 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status", help="the monitor's own health (exit 1 when something needs a look)"
     )
     status.add_argument("--format", choices=["table", "json"], default="table")
+    doctor = commands.add_parser(
+        "doctor", help="check what the monitor needs, one line each (exit 1 on any failure)"
+    )
+    doctor.add_argument("--send-test-card", action="store_true",
+                        help="post a test card to each webhook (tell the channel first)")  # fmt: skip
+    doctor.add_argument("--no-state-write", action="store_true",
+                        help="leave the state tables alone (run as someone other than the app)")  # fmt: skip
     replay = commands.add_parser("replay", help="run the detections over exported logs (never posts)")
     replay.add_argument("logdir", type=Path, help="folder with <Table>.csv or <Table>.json exports")
     replay.add_argument("--break-glass", action="append", default=[], metavar="ID_OR_UPN",
@@ -72,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _tick()
         if args.command == "status":
             return _status(args.format, sys.stdout)
+        if args.command == "doctor":
+            return _doctor(args.send_test_card, not args.no_state_write, sys.stdout)
         if args.command == "waivers":
             return cli_waivers.run(args)
         if args.command == "alerts":
@@ -110,6 +119,20 @@ def _status(output: str, out: TextIO) -> int:
     else:
         _status_table(found, out)
     return 1 if health.problems(found) else 0
+
+
+def _doctor(send_test_card: bool, write_state: bool, out: TextIO) -> int:
+    from monitors import doctor
+    from monitors.bootstrap import build_services
+
+    def connect(settings: Any) -> doctor.Probes:
+        services = build_services(settings)
+        return doctor.Probes(logs=services.logs, store=services.store, teams=services.teams)
+
+    checks = doctor.run(os.environ, connect, datetime.now(UTC), send_test_card, write_state)
+    text, passed = doctor.report(checks)
+    out.write(text + "\n")
+    return 0 if passed else 1
 
 
 def _status_table(found: Any, out: TextIO) -> None:
@@ -188,12 +211,14 @@ def _replay(
             start=ingested_at - timedelta(minutes=1), end=now, earliest_time=datetime(1970, 1, 1, tzinfo=UTC)
         )
         # An export has no ingestion history and no "now" of its own: source-silent's silence part and
-        # break-glass-weak-method's drill part do not apply to it (README, Offline replay).
+        # break-glass-weak-method's drill part do not apply to it (README, Offline replay). It holds
+        # every row it ever will, so no refusal waits for a person's step-up to arrive.
         context = Context(
             break_glass=accounts,
             break_glass_groups=break_glass_groups,
             drill_check_due=False,
             silence_hours=tuple((table, 0) for table in WATCHED_TABLES),
+            step_up_settle=timedelta(0),
         )
         reader = LocalLogsReader(engine)
         try:
@@ -202,16 +227,48 @@ def _replay(
             engine.stop()
     findings = [f for run in runs for f in run.findings]
     skipped = report.rows_skipped + sum(run.skipped for run in runs)
-    if output == "json":
-        json.dump([_alert_json(f) for f in findings], out, indent=2)
-        out.write("\n")
-    else:
-        _table(findings, out)
+    covered = _coverage(report)
+    _what_replay_did(report, covered, runs, err)
     for path in discovery.ignored:
         print(f"ignored {path.name}: not named after a supported table", file=err)
     if skipped:
         print(f"skipped {skipped} malformed rows: {'; '.join(report.examples()[:5])}", file=err)
+    err.flush()  # the report, then the alerts: the order a person reads them in at a terminal
+    if output == "json":
+        json.dump([_alert_json(f) for f in findings], out, indent=2)
+        out.write("\n")
+    else:
+        _table(findings, [c.detection for c in covered if not c.complete], out)
     return 0
+
+
+def _coverage(report: Any) -> list[coverage.Coverage]:
+    """Per detection, what the exports let it read (a table no export holds is absent)."""
+    exported = {file.table: file.columns for file in report.files}
+    return [coverage.coverage(detection, needs, exported) for detection, needs in _needs().items()]
+
+
+def _what_replay_did(report: Any, covered: list[coverage.Coverage], runs: list[Any], err: TextIO) -> None:
+    """On stderr, so that `--format json` keeps stdout to the alerts: rows read and skipped per
+    export, then per detection whether it could run on them, and if not, why."""
+    from monitors.exports import TABLES
+
+    read = {file.table for file in report.files}
+    lines = ["read:", *(f"  {line}" for line in report.lines())]
+    lines += [f"  {table}: no export" for table in TABLES if table not in read]
+    names = {file.table: file.path.name for file in report.files}
+    width = max(len(c.detection) for c in covered)
+    lines.append("detections:")
+    for found, run in zip(covered, runs, strict=True):
+        line = f"  {found.detection:{width}}  {found.text(names)}"
+        if run.skipped:
+            line += f" ({run.skipped} result rows skipped)"
+        lines.append(line)
+    if not all(found.complete for found in covered):
+        lines.append(
+            "  (incomplete: the query ran without what is listed; findings that need it cannot appear)"
+        )
+    err.write("\n".join(lines) + "\n")
 
 
 def _run(detection: Any, reader: Any, window: Any, context: Context, now: datetime) -> Any:
@@ -227,13 +284,14 @@ def _run(detection: Any, reader: Any, window: Any, context: Context, now: dateti
 def _columns_read(table: str) -> frozenset[str]:
     """The columns of `table` that some detection's KQL names: the only ones replay reads and
     stores (a portal AzureActivity row is ~7 KB, most of it JSON no detection looks at)."""
+    return frozenset().union(*(needs.get(table, frozenset()) for needs in _needs().values()))
+
+
+def _needs() -> dict[str, dict[str, frozenset[str]]]:
+    """Per detection (in catalogue order), the columns its KQL names in each table replay reads."""
     from monitors.exports import SCHEMA
 
-    kql = "\n".join(detection.query for detection in DETECTIONS)
-    # Comments and string literals name no column ("Microsoft.Authorization/..." is not one).
-    code = re.sub(r"(^|\s)//[^\n]*", " ", kql)
-    code = re.sub(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'', " ", code)
-    return frozenset(SCHEMA[table].keys() & set(re.findall(r"\w+", code)))
+    return {detection.id: coverage.named_columns(detection.query, SCHEMA) for detection in DETECTIONS}
 
 
 def _break_glass_accounts(cli_values: list[str]) -> BreakGlassAccounts:
@@ -296,7 +354,14 @@ def _alert_json(finding: Any) -> dict[str, Any]:
     }
 
 
-def _table(findings: list[Any], out: TextIO) -> None:
+def _table(findings: list[Any], incomplete: list[str], out: TextIO) -> None:
+    """The alerts; "No alerts." only when every detection could read all it reads."""
+    if not findings and incomplete:
+        out.write(
+            f"No alerts in what the exports hold, but {len(incomplete)} of {len(DETECTIONS)} detections"
+            " could not see everything they read (see the report above, on stderr).\n"
+        )
+        return
     if not findings:
         out.write("No alerts.\n")
         return

@@ -22,7 +22,10 @@ Decisions, each for a reason:
   raises ExportError naming the file. A row whose value does not fit its documented type is bad:
   Log Analytics guarantees the types, so such a value means the file was edited or damaged.
 - Streaming, constant memory: CSV is read in chunks, JSON is decoded item by item with
-  `JSONDecoder.raw_decode` over chunks. One row (or JSON item) must fit in memory.
+  `JSONDecoder.raw_decode` over chunks. A CSV record or JSON item longer than MAX_RECORD_CHARS is
+  not a log row: the CSV record is read through in pieces, skipped and counted; the JSON array
+  cannot be resynchronised, so its rows stop there (as with a broken array). A JSON item nested
+  deeper than the decoder can follow ends the read with ExportError naming the file.
 - A caller that reads only some columns names them (`columns`): the others are neither parsed nor
   put in the rows. Replay asks for the columns the detections' KQL names; the portal's AzureActivity
   rows are ~7 KB, mostly JSON (Claims, Properties, Authorization) that no detection reads twice.
@@ -37,7 +40,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import itertools
 import json
 import os
 import re
@@ -50,6 +52,9 @@ from typing import Any, BinaryIO, TextIO, cast
 from monitors import schema
 
 TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity", "AuditLogs")
+# A CSV record or JSON item longer than this is not a log row (a portal AzureActivity row is ~7 KB):
+# memory stays bounded by a few times this, whatever a file holds.
+MAX_RECORD_CHARS = 16 << 20
 MAX_EXAMPLES = 5  # skip reasons kept per file: enough to find the problem, bounded for huge files
 PROGRESS_EVERY = 1 << 20  # bytes between progress callbacks
 ProgressCallback = Callable[[int, int], None]  # (bytes_read, total_bytes)
@@ -86,6 +91,8 @@ class FileReport:
     rows_skipped: int = 0
     skip_examples: list[str] = field(default_factory=list)  # the first MAX_EXAMPLES reasons
     undocumented_columns: list[str] = field(default_factory=list)  # dropped, as named in the export
+    # Documented columns the export holds (of those asked for), TimeGenerated when derived too.
+    columns: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # things done on the user's behalf
 
     def skip(self, reason: str) -> None:
@@ -117,9 +124,11 @@ class ReadReport:
         return sum(f.rows_skipped for f in self.files)
 
     def skip(self, path: Path, reason: str) -> None:
-        """Count a row of `path` that a later stage refused (it was yielded, so also counted read)."""
+        """Count a row of `path` that a later stage refused: it was yielded and counted read, and
+        now counts as skipped instead, so "N rows read, M skipped" adds up to the file's rows."""
         for report in self.files:
             if report.path == path:
+                report.rows_read -= 1
                 report.skip(reason)
                 return
         raise ValueError(f"{path} has not been read")
@@ -539,6 +548,8 @@ def _to_dynamic(value: Any) -> Any:
         parsed, end = _DECODER.raw_decode(text)  # json.loads without its two extra layers: rows are many
     except ValueError:
         return value
+    except RecursionError:  # no log value nests this deep: a damaged or crafted row, skipped
+        raise ValueError(f"JSON nested too deeply to read: {_show(value)}") from None
     return parsed if end == len(text) or not text[end:].strip() else value
 
 
@@ -588,12 +599,14 @@ def _csv_rows(
     dynamic_text: bool = False,
 ) -> Iterator[dict[str, Any] | None]:
     """Yields None once the header is checked, then rows."""
-    csv.field_size_limit(max(csv.field_size_limit(), 64 << 20))  # JSON columns can exceed the 128 KiB default
-    reader = csv.reader(text, strict=True)  # strict: a quote left open at the end is an error, not data
+    csv.field_size_limit(MAX_RECORD_CHARS)  # JSON columns can exceed the 128 KiB default
+    lines = _Lines(text)
+    reader = csv.reader(lines, strict=True)  # strict: a quote left open at the end is an error, not data
     try:
         header = next(reader)
-    except (csv.Error, StopIteration) as exc:
+    except (csv.Error, StopIteration, _TooLong) as exc:
         raise ExportError(f"{path}: no readable CSV header ({exc or 'no data'})") from None
+    lines.record_ended()
     plan = _Plan(path, header, table, keep, dynamic_text)
     if not plan.columns:
         raise ExportError(
@@ -606,9 +619,10 @@ def _csv_rows(
             raise ExportError(f"{path}: no TimeGenerated column")
         report.notes.append(f"TimeGenerated taken from {source} (a sign-in's TimeGenerated is its {source})")
     report.undocumented_columns = plan.undocumented
+    report.columns = set(plan.columns) | {"TimeGenerated"}
     yield None
     number = 0
-    for line, fields in _csv_records(text, reader, plan, progress):
+    for line, fields in _csv_records(text, lines, reader, plan, progress):
         number += 1
         if isinstance(fields, str):
             report.skip(f"row {number} (line {line}): not valid CSV: {fields}")
@@ -626,6 +640,7 @@ def _csv_rows(
 
 
 _CSV_CHUNK = 1 << 17  # characters per read on the fast path (memory: a few times this)
+_FAST_RECORD_CHARS = 8 * _CSV_CHUNK  # a longer record goes to the csv module's path, bounded per record
 _QUOTED = r'"[^"]*+(?:""[^"]*+)*+"'  # a quoted field, quotes inside doubled; may span lines
 _BARE = r'[^,"\r\n]*+'  # an unquoted field: no quote in it (else the csv module decides)
 # Possessive (*+): a field, once matched, is never re-split, so a record that does not match fails
@@ -641,11 +656,11 @@ def _record_pattern(width: int, wanted: Collection[int]) -> re.Pattern[str]:
 
 
 def _csv_records(
-    text: TextIO, reader: Any, plan: _Plan, progress: _Progress
+    text: TextIO, lines: _Lines, reader: Any, plan: _Plan, progress: _Progress
 ) -> Iterator[tuple[int, list[str] | str]]:
     """(first line, fields) per record after the header, or (first line, reason) for one that is not
     valid CSV. Fields the plan does not use are "". Fast path first; the csv module for the rest."""
-    line = reader.line_num + 1
+    line = lines.count + 1
     if plan.width > 1:
         record = _record_pattern(plan.width, plan.needed)
         wanted = tuple(enumerate(sorted(plan.needed)))
@@ -655,9 +670,10 @@ def _csv_records(
             if match is None or (match.end() == len(buffer) and not eof):  # none, or it may go on
                 if match is None and pos < len(buffer):
                     misses += 1  # a record longer than what is read, or one for the csv module
-                if eof or misses > 2:
-                    break
-                chunk = text.read(max(_CSV_CHUNK, 2 * (len(buffer) - pos)))
+                if eof or misses > 2 or len(buffer) - pos > _FAST_RECORD_CHARS:
+                    break  # the csv module's path takes a long record, and skips an over-long one
+                size = min(max(_CSV_CHUNK, 2 * (len(buffer) - pos)), _FAST_RECORD_CHARS)
+                chunk = text.read(size)
                 progress.tick()
                 eof = not chunk
                 buffer, pos = buffer[pos:] + chunk, 0
@@ -671,34 +687,141 @@ def _csv_records(
                 fields[index] = groups[2 * k + 1] if quoted is None else quoted.replace('""', '"')
             yield line, fields
             line += buffer.count("\n", start, pos)
-        rest = buffer[pos:]
+        rest, buffer = buffer[pos:], ""
         if eof and not rest.strip("\r\n"):
             return  # the end, perhaps after blank lines (which the csv module skips too)
-        if not eof:
-            rest += text.readline()  # whole lines only: the csv module takes its input line by line
-        reader = csv.reader(itertools.chain(io.StringIO(rest, newline=""), text), strict=True)
-    base = line - 1
+        # The csv module takes its input line by line: _Lines goes on with a line `rest` cuts.
+        lines = _Lines(text, head=rest)
+        reader = csv.reader(lines, strict=True)
+    base = line - 1 - lines.count
     while True:
-        line = base + reader.line_num + 1
+        line = base + lines.count + 1
         try:
             fields = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:
+        except (csv.Error, _TooLong) as exc:
+            lines.record_ended()  # the csv module starts afresh at the next line
             yield line, str(exc)
             continue
+        lines.record_ended()
         if not fields:
             continue  # a blank line
-        if reader.line_num % 256 == 0:
+        if lines.count % 256 == 0:
             progress.tick()
         yield line, fields
+
+
+class _TooLong(Exception):
+    """A CSV record longer than MAX_RECORD_CHARS; it has been read through, not kept."""
+
+
+_LINE_END = re.compile(r"\r\n?|\n")
+
+
+class _Lines:
+    """The lines of `head`, then of `text`, for the csv module, in bounded memory: a record longer
+    than MAX_RECORD_CHARS (on one line, or over many inside a quoted field) is read through in
+    pieces and dropped, and raises _TooLong instead; the csv module then starts on the next record.
+
+    The caller says where records end (`record_ended`, after each record the csv module returns or
+    refuses), so a record is what the csv module makes of the lines. `head` is text already read
+    from `text`, starting at a record; it may end inside a line, which goes on in `text`.
+    `count`: lines handed out or dropped, for line numbers in messages.
+    """
+
+    def __init__(self, text: TextIO, head: str = "") -> None:
+        self._text, self._head, self._at = text, head, 0
+        self.count = 0
+        self._record: list[str] = []  # the current record's lines: at most MAX_RECORD_CHARS
+        self._size = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._read(MAX_RECORD_CHARS + 1 - self._size)
+        if not line:
+            raise StopIteration
+        self.count += 1
+        self._record.append(line)
+        self._size += len(line)
+        if self._size > MAX_RECORD_CHARS:
+            self._read_through()
+            raise _TooLong(f"a record longer than {MAX_RECORD_CHARS:,} characters, not read (not a log row)")
+        return line
+
+    def record_ended(self) -> None:
+        self._record, self._size = [], 0
+
+    def _read_through(self) -> None:
+        """Read to the end of the current record, as the csv module would find it, keeping nothing."""
+        quoting = _Quoting()
+        ended = any(quoting.ends(line) for line in self._record)  # False: it is longer
+        line_ended = self._record[-1][-1] in "\r\n"
+        self.record_ended()
+        while not ended and (piece := self._read(_CSV_CHUNK)):
+            if line_ended:
+                self.count += 1  # the piece starts a line
+            line_ended = piece[-1] in "\r\n"
+            ended = quoting.ends(piece)
+
+    def _read(self, size: int) -> str:
+        """The rest of the current line, at most `size` characters, from the head and then the text."""
+        line = ""
+        if self._at < len(self._head):
+            end = _LINE_END.search(self._head, self._at, self._at + size)
+            stop = end.end() if end else min(len(self._head), self._at + size)
+            line, self._at = self._head[self._at : stop], stop
+            if self._at == len(self._head):
+                self._head, self._at = "", 0  # used up: free it
+            if end or len(line) == size:
+                return line
+        return line + self._text.readline(size - len(line))
+
+
+class _Quoting:
+    """Where the csv module (excel dialect) ends a record, fed a piece at a time: at a line end
+    outside a quoted field. A quote opens a quoted field only at a field's start ('a"b' is text),
+    and "" inside one is a quote. Used only to read an over-long record through."""
+
+    _FIELD_START, _BARE, _QUOTED, _QUOTE = range(4)
+    _BARE_END = re.compile(r"[,\r\n]")
+
+    def __init__(self) -> None:
+        self._state = self._FIELD_START
+
+    def ends(self, piece: str) -> bool:
+        """Whether the record ends in `piece` (a line, or part of one: it ends at the piece's end)."""
+        at = 0
+        while at < len(piece):
+            if self._state == self._QUOTED:
+                at = piece.find('"', at)
+                if at < 0:
+                    return False
+                self._state, at = self._QUOTE, at + 1
+            elif self._state == self._QUOTE:  # a quote inside a quoted field: "" or its end
+                if piece[at] == '"':
+                    self._state, at = self._QUOTED, at + 1
+                else:
+                    self._state = self._BARE
+            elif self._state == self._FIELD_START and piece[at] == '"':
+                self._state, at = self._QUOTED, at + 1
+            else:
+                found = self._BARE_END.search(piece, at)
+                if found is None:
+                    self._state = self._BARE
+                    return False
+                self._state, at = self._FIELD_START, found.end()
+                if found.group() != ",":
+                    return True
+        return False
 
 
 # --- JSON (`az monitor log-analytics query -o json`)
 
 
 _JSON_CHUNK = 1 << 16  # characters per read
-_MAX_JSON_ITEM = 64 << 20  # characters; an item this large is not a log row
 _NON_BLANK = re.compile(r"[^ \t\n\r]")  # JSON's whitespace is these four
 
 
@@ -733,6 +856,7 @@ def _json_rows(
                 if not undocumented.issuperset(plan.undocumented):
                     undocumented.update(plan.undocumented)
                     report.undocumented_columns = sorted(undocumented)
+                report.columns.update(plan.columns)
             if not plan.columns:
                 report.skip(f"{where}: no documented {table} column")
                 continue
@@ -744,6 +868,7 @@ def _json_rows(
                 continue
             if not derived and "TimeGenerated" not in plan.columns:
                 derived = True
+                report.columns.add("TimeGenerated")
                 report.notes.append(
                     "TimeGenerated taken from CreatedDateTime where absent "
                     "(a sign-in's TimeGenerated is its CreatedDateTime)"
@@ -801,6 +926,7 @@ def _json_array(path: Path, text: TextIO, progress: _Progress) -> Iterator[tuple
             break
         number += 1
         while True:
+            end: int | None = None
             try:
                 item, end = decoder.raw_decode(buffer, pos)
                 if end < len(buffer) or eof:  # a value ending at the buffer's end may go on
@@ -811,9 +937,21 @@ def _json_array(path: Path, text: TextIO, progress: _Progress) -> Iterator[tuple
                         f"row {number}: invalid or truncated JSON ({exc.msg}); "
                         "the rest of the file is not read"
                     ) from None
-            if len(buffer) - pos > _MAX_JSON_ITEM:
-                raise _BadRow(f"row {number}: larger than {_MAX_JSON_ITEM} characters or not valid JSON")
+            except RecursionError:
+                # Where the item ends cannot be found without following it: nothing after it is read.
+                raise ExportError(
+                    f"{path}: row {number} is JSON nested too deeply to read, and where it ends "
+                    "cannot be found without reading it (no log row nests like this: a damaged or "
+                    "crafted file)"
+                ) from None
+            if len(buffer) - pos > MAX_RECORD_CHARS:
+                break  # no end within the limit
             more()
+        if end is None or end - pos > MAX_RECORD_CHARS:  # not a log row; where it ends is unknown
+            raise _BadRow(
+                f"row {number}: larger than {MAX_RECORD_CHARS:,} characters or not valid JSON; "
+                "the rest of the file is not read"
+            )
         pos = end
         yield number, item
         if not skip_whitespace():

@@ -35,9 +35,13 @@ class Principal:
     episode: str | None = None
 
     @property
+    def identity(self) -> str:
+        """Who, whatever the episode: the object id, else the lower-case UPN."""
+        return self.user_id or (self.user_principal_name or "").lower()
+
+    @property
     def key(self) -> str:
-        base = self.user_id or (self.user_principal_name or "").lower()
-        return f"{base}|{self.episode}" if self.episode else base
+        return f"{self.identity}|{self.episode}" if self.episode else self.identity
 
     @property
     def label(self) -> str:

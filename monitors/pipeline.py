@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from monitors import kql
 from monitors.adapters.log_analytics import LogsReader, QueryFailed, QueryIncomplete
-from monitors.detections.base import Context, Detection, RowError, drill_since
+from monitors.detections import entra
+from monitors.detections.base import Context, Detection, RowError, drill_since, one_key_per_user
 from monitors.model import Finding
 from monitors.watermark import FUTURE_SKEW, Window
 
@@ -62,6 +63,9 @@ def query_values(window: Window, context: Context) -> dict[str, object]:
         "DrillDays": context.drill_days,
         "DrillSince": drill_since(window, context),
         **{f"Silence{table}Hours": hours for table, hours in context.silence_hours},
+        # --- what Entra's results and tokens mean (MFA amr values, first-factor codes, step-up)
+        **entra.query_values(),
+        "StepUpSettleMinutes": int(context.step_up_settle.total_seconds() // 60),
     }
 
 
@@ -107,6 +111,7 @@ def run_detection(
         except RowError as error:
             if len(reasons) < MAX_REASONS:
                 reasons.append(f"row {index}: {error}")
+    observations = one_key_per_user(observations)
     if memory is not None and detection.dedupe == "principal":
         keys = {detection.baseline_key(o) for o in observations}
         context = replace(context, known_principals=memory.known_principals(detection.id, keys))

@@ -140,7 +140,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             if required:
                 problems.append(f"{name} is missing. {_HINTS[name]}")
             return default  # type: ignore[return-value]
-        if _unresolved_reference(raw):
+        if unresolved_reference(raw):
             problems.append(f"{name} {UNRESOLVED_REFERENCE}")
             return default  # type: ignore[return-value]
         try:
@@ -213,7 +213,7 @@ def _read_webhooks(
             if env.get(severity_name, "").strip():
                 problems.append(f"{severity_name} is set but {url_name} is not. Set both or neither.")
             continue
-        if _unresolved_reference(url):
+        if unresolved_reference(url):
             problems.append(f"{url_name} {UNRESOLVED_REFERENCE}")
             continue
         try:
@@ -241,7 +241,8 @@ UNRESOLVED_REFERENCE = (
 )
 
 
-def _unresolved_reference(raw: str) -> bool:
+def unresolved_reference(raw: str) -> bool:
+    """The text App Service leaves in a setting whose Key Vault reference it could not resolve."""
     return raw[:20].lower() == "@microsoft.keyvault("
 
 
@@ -364,11 +365,16 @@ def _schedule(raw: str) -> str:
     for name, low, high in _CRON_FIELDS[2:]:
         if len(sets[name]) != high - low + 1:
             raise ValueError(f"is {raw!r}, which runs only {_CRON_PLACES[name]}; its {name} field must be *")
-    minutes = sorted(sets["minute"])
-    gap = max(b - a for a, b in zip(minutes, [*minutes[1:], minutes[0] + 60], strict=True))
+    gap = tick_gap_minutes(raw)
     if gap > MAX_TICK_GAP_MINUTES:
         raise ValueError(f"is {raw!r}, which leaves {gap} minutes between ticks")
     return raw
+
+
+def tick_gap_minutes(schedule: str) -> int:
+    """The longest wait, in minutes, between two ticks of an NCRONTAB schedule's minute field."""
+    minutes = sorted(_cron_values(schedule.split()[1], 0, 59))
+    return max(b - a for a, b in zip(minutes, [*minutes[1:], minutes[0] + 60], strict=True))
 
 
 def _table_prefix(raw: str) -> str:

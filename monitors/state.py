@@ -2,8 +2,10 @@
 
 Write order is what makes a crash harmless:
 1. the alert goes into the outbox (the source of truth until it is committed);
-2. committing writes its history entry, its seen-event / baseline markers, then flags the
-   outbox entry committed; a tick that finds an uncommitted entry finishes the job first;
+2. committing claims its seen-event / baseline markers (created, never overwritten: an alert
+   whose markers another alert holds is a duplicate and is dropped), writes its history entry,
+   then flags the outbox entry committed; a tick that finds an uncommitted entry finishes the
+   job first;
 3. only then does the watermark move; delivery comes last and is retried from the outbox,
    which an entry leaves once delivered everywhere it goes, or, if it goes nowhere (waived, or
    below every webhook's severity), at the delivery step after its commit (`discard`).
@@ -16,7 +18,7 @@ remembered by its events instead, so rows read again (after a crash) do not stor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -122,12 +124,48 @@ class AlertState:
     def commit(
         self, entries: Sequence[OutboxEntry], dedupe: str, clamp: tuple[datetime, datetime]
     ) -> list[OutboxEntry]:
-        """Make the alerts part of history and of the dedupe memory; idempotent. Each step is
+        """Make the alerts part of the dedupe memory and of history; idempotent. Each step is
         done for every alert (batched per partition) before the next starts, so a crash leaves
-        the outbox uncommitted until the history and the markers are all in place."""
+        the outbox uncommitted until the markers and the history are all in place.
+
+        The markers are claims: created, never overwritten. An alert whose markers are all held
+        by another alert (a tick that stalled past its lease evaluated the same rows as the tick
+        that took over) is a duplicate: it leaves the outbox and never reaches history. Returns
+        the entries committed."""
+        # Once-per-principal alerts go into the baseline; the others (and waived ones, which must
+        # alert again when their waiver ends) are remembered by their events.
+        to_baseline = [dedupe == "principal" and e.status != "waived" for e in entries]
+        markers = {
+            entry.alert.alert_id: (
+                [(BASELINE, _baseline_entity(entry.alert))] if yes
+                else [(SEEN, m) for m in _seen_entities(entry.alert, clamp)]
+            )
+            for entry, yes in zip(entries, to_baseline, strict=True)
+        }  # fmt: skip
+        held_by_others: set[tuple[str, str, str]] = set()
+        for table in (BASELINE, SEEN):
+            # The parts of one split finding share a baseline marker, claimed by the first part:
+            # a transaction takes a row once.
+            claims: dict[tuple[str, str], dict[str, Any]] = {}
+            for table_markers in markers.values():
+                for t, m in table_markers:
+                    if t == table:
+                        claims.setdefault((m["PartitionKey"], m["RowKey"]), m)
+            held_by_others.update(
+                (table, held["PartitionKey"], held["RowKey"])
+                for held in self.store.claim_many(table, claims.values())
+                if _claimant(held) not in markers
+            )
+
+        def duplicate(entry: OutboxEntry) -> bool:
+            claims = markers[entry.alert.alert_id]
+            return all((t, m["PartitionKey"], m["RowKey"]) in held_by_others for t, m in claims)
+
+        kept = [entry for entry in entries if not duplicate(entry)]
+        self.discard([entry for entry in entries if duplicate(entry)])
         self.history.write(
             entity
-            for entry in entries
+            for entry in kept
             for entity in history_store.alert_entities(
                 entry.alert,
                 status=entry.status,
@@ -136,23 +174,14 @@ class AlertState:
                 waiver=entry.waiver,
             )
         )
-        # Once-per-principal alerts go into the baseline; the others (and waived ones, which must
-        # alert again when their waiver ends) are remembered by their events.
-        to_baseline = [dedupe == "principal" and e.status != "waived" for e in entries]
-        by_baseline = [e.alert for e, yes in zip(entries, to_baseline, strict=True) if yes]
-        by_events = [e.alert for e, yes in zip(entries, to_baseline, strict=True) if not yes]
-        self.store.upsert_many(BASELINE, (_baseline_entity(alert) for alert in by_baseline))
-        self.store.upsert_many(
-            SEEN, (marker for alert in by_events for marker in _seen_entities(alert, clamp))
-        )
-        committed = [OutboxEntry(**{**_fields(entry), "committed": True, "etag": None}) for entry in entries]
+        committed = [OutboxEntry(**{**_fields(entry), "committed": True, "etag": None}) for entry in kept]
         self.store.upsert_many(OUTBOX, (self._outbox_entity(entry) for entry in committed))
         return committed
 
     def discard(self, entries: Sequence[OutboxEntry]) -> None:
-        """Take committed entries that nothing will deliver (waived, or below every webhook's
-        severity) out of the outbox: history and dedupe markers hold them now, and every tick's
-        delivery step reads the whole outbox."""
+        """Take entries out of the outbox: committed ones that nothing will deliver (waived, or
+        below every webhook's severity; history and dedupe markers hold them now, and every
+        tick's delivery step reads the whole outbox), and duplicates that another alert holds."""
         self.store.delete_many(OUTBOX, ((OUTBOX_PARTITION, e.alert.alert_id) for e in entries))
 
     def close(self, entry: OutboxEntry, delivery: str, reason: str, now: datetime) -> None:
@@ -251,6 +280,11 @@ def _seen_entities(alert: Alert, clamp: tuple[datetime, datetime]) -> list[dict[
         {"PartitionKey": partition, "RowKey": key(event_id), "EventId": event_id, "AlertId": alert.alert_id}
         for event_id in finding.event_ids
     ]
+
+
+def _claimant(marker: Mapping[str, Any]) -> str:
+    """The alert a seen-event or baseline marker belongs to."""
+    return marker.get("AlertId") or marker.get("FirstAlertId") or ""
 
 
 def _fields(entry: OutboxEntry) -> dict[str, Any]:

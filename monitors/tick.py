@@ -260,7 +260,7 @@ def _detect(
     if entries:
         lease.confirm()  # a tick that stalled past its lease must not store what its successor did
         state.enqueue(entries)
-        state.commit(entries, detection.dedupe, (window.earliest_time, now))
+        entries = state.commit(entries, detection.dedupe, (window.earliest_time, now))
     report.alerts_stored += len(entries)
     report.waived += sum(entry.status == "waived" for entry in entries)
     report.new_alerts += [entry.alert.alert_id for entry in entries]

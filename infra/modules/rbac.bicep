@@ -19,6 +19,10 @@ var roles = {
   // Flex Consumption deployment package: read/write/delete blobs of one container.
   // Owner's extras (ACLs, ownership, tags, immutability) are not needed there.
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  // Functions host queues (AzureWebJobsStorage__queueServiceUri), as Microsoft's Flex Consumption
+  // template grants it. The timer and HTTP triggers do not use queues today; without the role a
+  // host feature that does would fail with 403 instead of working.
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   // Monitor state tables and the host's diagnostic-event tables (table names are created at
   // run time, so this is the one account-level data role).
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
@@ -79,6 +83,17 @@ resource deploymentBlobContributor 'Microsoft.Authorization/roleAssignments@2022
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'mfa-monitor: Flex Consumption deployment package'
+  }
+}
+
+resource hostQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, principalId, roles.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'mfa-monitor: Functions host queues'
   }
 }
 

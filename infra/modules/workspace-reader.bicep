@@ -1,6 +1,6 @@
 // Deployed into the resource group of the EXISTING Log Analytics workspace (any subscription
-// of the tenant): grants the app identity query access to that one workspace and returns the
-// workspace (customer) id the query API needs.
+// of the tenant): grants the app identity query access to that one workspace. Skipped with
+// assignWorkspaceReader=false (docs/deploy.md: the same assignment with az).
 
 param workspaceName string
 param principalId string
@@ -22,5 +22,3 @@ resource logAnalyticsReader 'Microsoft.Authorization/roleAssignments@2022-04-01'
     description: 'mfa-monitor: query sign-in and Activity Log tables'
   }
 }
-
-output customerId string = workspace.properties.customerId

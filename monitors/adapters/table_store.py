@@ -42,6 +42,7 @@ class StateStore(Protocol):
     def replace(self, table: str, entity: Mapping[str, Any], etag: str | None) -> None: ...
     def insert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int: ...
     def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int: ...
+    def claim_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> list[Entity]: ...
     def merge(self, table: str, entity: Mapping[str, Any]) -> None: ...
     def delete(self, table: str, partition_key: str, row_key: str) -> None: ...
     def delete_many(self, table: str, keys: Iterable[tuple[str, str]]) -> int: ...
@@ -124,6 +125,20 @@ class TableStore:
         return self._in_transactions(
             table, entities, ("create",), lambda e: self._create(table, e), tolerated="EntityAlreadyExists"
         )
+
+    def claim_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> list[Entity]:
+        """Create the entities in transactions, as `insert_many`; return those that existed
+        already, as stored: each is someone's earlier claim (ours, if a crash came between), and
+        the caller compares it with its own."""
+        claimed_before: list[Entity] = []
+
+        def one(entity: Entity) -> None:
+            if not self._create(table, entity):
+                stored = self.get(table, entity["PartitionKey"], entity["RowKey"])
+                claimed_before.append(stored or entity)  # gone meanwhile: nobody else holds it
+
+        self._in_transactions(table, entities, ("create",), one, tolerated="EntityAlreadyExists")
+        return claimed_before
 
     def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> int:
         """Create or replace the entities in transactions (see `transactions`); returns transactions used."""

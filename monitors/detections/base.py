@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from monitors import kql
-from monitors.model import Finding, Severity
+from monitors.detections.entra import STEP_UP_SETTLE
+from monitors.model import Finding, Principal, Severity
 from monitors.settings import DEFAULT_SILENCE_HOURS, BreakGlassAccounts, Settings
 from monitors.watermark import Window
 
@@ -44,6 +45,9 @@ class Context:
     # None: the drill lookback runs once a day (see drill_since); True/False force it (cases, replay).
     drill_check_due: bool | None = None
     silence_hours: tuple[tuple[str, int], ...] = DEFAULT_SILENCE_HOURS  # source-silent; 0: not watched
+    # mfa-blocked-automation reads a silent refresh's step-up refusal this late, once the person's
+    # answer has arrived; replay sets 0: an export holds every row it ever will.
+    step_up_settle: timedelta = STEP_UP_SETTLE
 
 
 def detection_context(settings: Settings) -> Context:
@@ -70,13 +74,60 @@ def drill_since(window: Window, context: Context) -> datetime:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Expect:
+    """One finding a case must produce: whom it is about and exactly which log rows it covers."""
+
+    principal: str  # the finding's Principal.identity: the object id, else the lower-case UPN
+    event_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Case:
-    """Sample log rows (per table) and how many findings they must produce."""
+    """Sample log rows (per table) and exactly the findings they must produce (none: must not fire)."""
 
     name: str
     rows: Mapping[str, Sequence[Mapping[str, Any]]]
-    findings: int
+    findings: tuple[Expect, ...]
     context: Context = Context()
+
+
+def mismatches(case: Case, findings: Sequence[Finding]) -> list[str]:
+    """How a detection's findings differ from what its case expects; empty when they agree.
+
+    Compared as multisets of (principal, event ids): a finding for the wrong principal, a missing
+    or extra event, or one finding too many or too few each show up as a difference.
+    """
+    got = sorted((f.principal.identity, tuple(sorted(f.event_ids))) for f in findings)
+    want = sorted((e.principal, tuple(sorted(e.event_ids))) for e in case.findings)
+    missing = [w for w in want if w not in got or want.count(w) > got.count(w)]
+    extra = [g for g in got if g not in want or got.count(g) > want.count(g)]
+    return [f"expected, not found: {m}" for m in dict.fromkeys(missing)] + [
+        f"found, not expected: {x}" for x in dict.fromkeys(extra)
+    ]
+
+
+def one_key_per_user(observations: Sequence[T]) -> list[T]:
+    """Observations whose principal has no object id take the one another observation of the same
+    UPN carries, so one user has one baseline key: an Activity Log row without token claims names
+    its user by Caller alone, and keyed by that UPN it would alert a second time. Observations
+    that derive their principal (no `principal` field) are left as they are."""
+    object_ids: dict[str, str] = {}
+    for principal in filter(None, map(_principal_field, observations)):
+        if principal.user_id and principal.user_principal_name:
+            object_ids.setdefault(principal.user_principal_name.lower(), principal.user_id)
+    resolved = []
+    for o in observations:
+        principal = _principal_field(o)
+        upn = ((principal and principal.user_principal_name) or "").lower()
+        if principal and not principal.user_id and upn in object_ids:
+            o = replace(o, principal=replace(principal, user_id=object_ids[upn]))  # type: ignore[type-var]
+        resolved.append(o)
+    return resolved
+
+
+def _principal_field(observation: Any) -> Principal | None:
+    """The observation's `principal` field; None when it has none (or derives it in a property)."""
+    return observation.principal if any(f.name == "principal" for f in fields(observation)) else None
 
 
 def principal_key(observation: Any) -> str:
@@ -130,6 +181,11 @@ def when(row: Row, column: str) -> datetime:
     if not isinstance(value, datetime):
         raise RowError(f"{column} is missing or not a datetime")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def optional_when(row: Row, column: str) -> datetime | None:
+    """A datetime column that may be empty (a left join that found nothing)."""
+    return None if row.get(column) in (None, "", "None") else when(row, column)
 
 
 def count(row: Row, column: str) -> int:

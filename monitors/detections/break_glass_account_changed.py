@@ -37,6 +37,7 @@ from monitors.detections.base import (
     Case,
     Context,
     Detection,
+    Expect,
     Row,
     RowError,
     distinct,
@@ -545,13 +546,24 @@ CASES = (
     Case(
         name="an admin deletes the account's FIDO2 key",
         rows={"AuditLogs": [SECURITY_INFO_DELETED]},
-        findings=1,
+        findings=(Expect(principal=BG_ID, event_ids=(SECURITY_INFO_DELETED["Id"],)),),
         context=WATCHING,
     ),
     Case(
         name="security info, password, disabled and deleted in one tick are one alert per account",
         rows={"AuditLogs": [SECURITY_INFO_DELETED, SELF_REGISTERED, PASSWORD_RESET, DISABLED, BY_APP]},
-        findings=1,
+        findings=(
+            Expect(
+                principal=BG_ID,
+                event_ids=(
+                    SECURITY_INFO_DELETED["Id"],
+                    SELF_REGISTERED["Id"],
+                    PASSWORD_RESET["Id"],
+                    DISABLED["Id"],
+                    BY_APP["Id"],
+                ),
+            ),
+        ),
         context=WATCHING,
     ),
     Case(
@@ -563,25 +575,27 @@ CASES = (
                 )
             ]
         },
-        findings=1,
+        # no object id in the target: the account is known by its UPN, lower-cased
+        findings=(Expect(principal=BG2_UPN, event_ids=("Directory_9c_AAF_6",)),),
         context=WATCHING,
     ),
     Case(
         name="the account taken out of its Conditional Access exclusion group",
         rows={"AuditLogs": [group_removed("Directory_9c_AAG_7", BG_ID, BG_UPN)]},
-        findings=1,
+        findings=(Expect(principal=BG_ID, event_ids=("Directory_9c_AAG_7",)),),
         context=WATCHING,
     ),
     Case(
         name="a policy stops excluding the account",
         rows={"AuditLogs": [policy_changed("IPCGraph_AAH_8", policy([BG_ID], []), policy([], []))]},
-        findings=1,
+        findings=(Expect(principal=BG_ID, event_ids=("IPCGraph_AAH_8",)),),
         context=WATCHING,
     ),
     Case(
         name="a policy stops excluding the account's group",
         rows={"AuditLogs": [policy_changed("IPCGraph_AAI_9", policy([], [BG_GROUP]), policy([], []))]},
-        findings=1,
+        # a watched group is the finding's principal, named "group <object id>"
+        findings=(Expect(principal=f"group {BG_GROUP}", event_ids=("IPCGraph_AAI_9",)),),
         context=WATCHING,
     ),
     Case(
@@ -591,7 +605,7 @@ CASES = (
                 policy_changed("IPCGraph_AAJ_10", "", policy([BG_ID], []), "Add conditional access policy")
             ]
         },
-        findings=1,
+        findings=(Expect(principal=BG_ID, event_ids=("IPCGraph_AAJ_10",)),),
         context=WATCHING,
     ),
     Case(
@@ -601,7 +615,7 @@ CASES = (
                 policy_changed("IPCGraph_AAK_11", policy([BG_ID], []), policy([BG_ID], [], state="disabled"))
             ]
         },
-        findings=0,
+        findings=(),
         context=WATCHING,
     ),
     Case(
@@ -619,16 +633,16 @@ CASES = (
                 policy_changed("IPCGraph_AAO_15", policy([ALICE_ID], []), policy([], [])),
             ]
         },
-        findings=0,
+        findings=(),
         context=WATCHING,
     ),
     Case(
         name="changes that already alerted are not alerted again",
         rows={"AuditLogs": [PASSWORD_RESET]},
-        findings=0,
+        findings=(),
         context=Context(break_glass=ACCOUNTS, seen_event_ids=frozenset({PASSWORD_RESET["Id"]})),
     ),
-    Case(name="no accounts configured, nothing fires", rows={"AuditLogs": [PASSWORD_RESET]}, findings=0),
+    Case(name="no accounts configured, nothing fires", rows={"AuditLogs": [PASSWORD_RESET]}, findings=()),
 )
 
 DETECTION = Detection(

@@ -35,6 +35,7 @@ from monitors.detections.base import (
     Case,
     Context,
     Detection,
+    Expect,
     Row,
     RowError,
     count,
@@ -281,19 +282,21 @@ CASES = (
     Case(
         name="drill overdue: no successful sign-in of the account in the interval",
         rows={"SigninLogs": [sign_in("d1", SPRAYED, result="50126")]},
-        findings=1,
+        findings=(
+            Expect(principal=BG_ID, event_ids=(f"drill|{BG_ID}|{datetime.now(UTC).date().isoformat()}",)),
+        ),
         context=Context(break_glass=ONLY_BG1, drill_check_due=True),
     ),
     Case(
         name="drilled recently with FIDO2: nothing to say",
         rows={"SigninLogs": [{**sign_in("d2", FIDO2), "TimeGenerated": RECENT}]},
-        findings=0,
+        findings=(),
         context=Context(break_glass=ONLY_BG1, drill_check_due=True),
     ),
     Case(
         name="the drill check is not due in this window",
         rows={"SigninLogs": [sign_in("d3", SPRAYED, result="50126")]},
-        findings=0,
+        findings=(),
         context=NO_DRILL,
     ),
     Case(
@@ -302,7 +305,7 @@ CASES = (
             "SigninLogs": [sign_in("s1", FIDO2), sign_in("s2", SPRAYED, result="50126")],
             "AADNonInteractiveUserSignInLogs": [sign_in("n1", details(("Previously satisfied", True)))],
         },
-        findings=0,
+        findings=(),
         context=NO_DRILL,
     ),
     Case(
@@ -317,13 +320,13 @@ CASES = (
                 )
             ]
         },
-        findings=0,
+        findings=(),
         context=NO_DRILL,
     ),
     Case(
         name="a weak method already alerted this period is not alerted again",
         rows={"SigninLogs": [sign_in("s4", PASSWORD_SMS)]},
-        findings=0,
+        findings=(),
         context=Context(
             break_glass=ACCOUNTS,
             drill_check_due=False,
@@ -345,7 +348,10 @@ CASES = (
                 )
             ],
         },
-        findings=2,
+        findings=(
+            Expect(principal=BG_ID, event_ids=("s5", "s6")),
+            Expect(principal=BG2_UPN, event_ids=("n2",)),
+        ),
         context=NO_DRILL,
     ),
 )

@@ -12,6 +12,10 @@ or the password grant in the interactive log), and ARM writes by a user rejected
 A write is an operation whose name ends in /write (create, update) or /delete, what mandatory
 MFA covers; a rejected action (/action: a POST such as listKeys) is not read.
 An interactive sign-in that meets an MFA prompt is a person, not automation, and is left out.
+So is a silent refresh refused with 50074/50076 (the portal, the CLI, VS Code renewing a person's
+token) that the same user answers within minutes with an interactive sign-in that satisfies MFA:
+that is a person stepping up. Such refusals are read a quarter of an hour late, so that the
+answer has arrived (entra.STEP_UP_SETTLE).
 
 Severity: high (an outage in progress, and a user account doing a workload's job).
 Dedupe: once per user account (a baseline); every refusal in the tick is listed on that alert.
@@ -22,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from monitors.detections.base import (
@@ -30,16 +34,19 @@ from monitors.detections.base import (
     Case,
     Context,
     Detection,
+    Expect,
     Row,
     RowError,
     client_app_name,
     distinct,
     new_groups,
     object_id,
+    optional_when,
     summarize_list,
     text,
     when,
 )
+from monitors.detections.entra import MFA_REQUIRED, STEP_UP_RESULTS, STEP_UP_WITHIN
 from monitors.model import EventLine, Finding, Principal, Severity
 
 ID = "mfa-blocked-automation"
@@ -58,19 +65,13 @@ RUNBOOK = (
 )
 
 FALSE_POSITIVES = (
-    "A person's CLI or PowerShell session whose cached token predates their MFA registration: the "
-    "silent refresh fails once, then they sign in again with MFA. Confirm with the owner; "
-    "nothing to migrate.",
+    "A person's CLI or PowerShell session whose cached token predates their MFA registration, who "
+    "signs in again with MFA only later than entra.STEP_UP_WITHIN after the refused refresh. "
+    "Confirm with the owner; nothing to migrate.",
     "A failed write whose status message merely mentions multi-factor authentication for another reason.",
 )
 
 ARM_RESOURCE = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
-MFA_REQUIRED = {
-    "50074": "strong authentication required",
-    "50076": "MFA required",
-    "50079": "MFA registration required",
-    "50072": "MFA enrolment required",
-}
 MIGRATE = (
     "migrate this automation to a workload identity (managed identity, federated credentials "
     "or a service principal with a certificate)"
@@ -96,6 +97,17 @@ class BlockedEvent:
     result: str
     detail: str | None
     operation: str | None
+    stepped_up_at: datetime | None  # the user's next interactive sign-in that satisfied MFA
+
+    @property
+    def answered_by_person(self) -> bool:
+        """A silent refresh refused for a step-up that the user answered interactively with MFA."""
+        return (
+            self.source == "AADNonInteractiveUserSignInLogs"
+            and self.result in STEP_UP_RESULTS
+            and self.stepped_up_at is not None
+            and timedelta(0) <= self.stepped_up_at - self.time <= STEP_UP_WITHIN
+        )
 
 
 def parse(row: Row) -> BlockedEvent:
@@ -119,12 +131,15 @@ def parse(row: Row) -> BlockedEvent:
         result=text(row, "Result", required=True, limit=64) or "",
         detail=text(row, "Detail", limit=4000),  # whole, so the ARM error JSON parses; cards bound it
         operation=text(row, "Operation", limit=200),
+        stepped_up_at=optional_when(row, "SteppedUpAt"),
     )
 
 
 def evaluate(events: Sequence[BlockedEvent], context: Context) -> list[Finding]:
+    unanswered = [e for e in events if not e.answered_by_person]
     return [
-        _finding(group) for group in new_groups(events, lambda e: e.principal.key, context.known_principals)
+        _finding(group)
+        for group in new_groups(unanswered, lambda e: e.principal.key, context.known_principals)
     ]
 
 
@@ -280,11 +295,64 @@ DENIED_BY_MFA_POLICY = json.dumps(
     }
 )
 
+PERSON_ID = "9b117c67-170e-4aed-9702-658b3fddc889"
+PERSON_UPN = "adelev@contoso.com"
+PORTAL = {"AppId": "c44b4083-3bb0-49c1-b47d-974e53cbdf3c", "AppDisplayName": "Azure Portal"}
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0"
+
+
+def silent_refusal(event_id: str, at: str) -> dict:
+    """The portal renewing a person's ARM token silently, refused for a step-up (50074)."""
+    return sign_in_row(
+        event_id, TimeGenerated=at, UserId=PERSON_ID, UserPrincipalName=PERSON_UPN, UserAgent=BROWSER,
+        IPAddress="37.142.150.162", **PORTAL,
+    )  # fmt: skip
+
+
+def interactive_sign_in(event_id: str, at: str, requirement: str = "multiFactorAuthentication") -> dict:
+    """The person's interactive portal sign-in for ARM, as the real export sign-in_adelete.csv
+    stores one (SigninLogs, Status and LocationDetails dynamic), that satisfied `requirement`."""
+    return {
+        "TimeGenerated": at, "Id": event_id, "UserId": PERSON_ID, "UserPrincipalName": PERSON_UPN,
+        "UserType": "Member", **PORTAL, "ResourceIdentity": ARM_RESOURCE,
+        "ResourceDisplayName": "Windows Azure Service Management API", "ResultType": "0",
+        "AuthenticationProtocol": "none", "AuthenticationRequirement": requirement,
+        "AuthenticationDetails": json.dumps([
+            {"authenticationMethod": "Password", "succeeded": True},
+            {"authenticationMethod": "Mobile app notification", "succeeded": True},
+        ]),
+        "IPAddress": "37.142.150.162", "UserAgent": BROWSER, "Status": {"errorCode": 0},
+        "IsInteractive": True,
+    }  # fmt: skip
+
+
 CASES = (
+    Case(
+        name="a person's silent portal refresh refused (50074), answered by their MFA sign-in a minute later",
+        rows={
+            "AADNonInteractiveUserSignInLogs": [silent_refusal("u1", "2026-11-20T09:14:03Z")],
+            "SigninLogs": [interactive_sign_in("u2", "2026-11-20T09:15:10Z")],
+        },
+        findings=(),
+    ),
+    Case(
+        name="a silent refusal answered only 40 minutes later, or without MFA, is not a step-up",
+        rows={
+            "AADNonInteractiveUserSignInLogs": [
+                silent_refusal("u3", "2026-11-20T09:14:03Z"),
+                silent_refusal("u4", "2026-11-20T11:00:00Z"),
+            ],
+            "SigninLogs": [
+                interactive_sign_in("u5", "2026-11-20T09:54:03Z"),
+                interactive_sign_in("u6", "2026-11-20T11:01:00Z", requirement="singleFactorAuthentication"),
+            ],
+        },
+        findings=(Expect(principal=PERSON_ID, event_ids=("u3", "u4")),),
+    ),
     Case(
         name="a cached CLI refresh token refused for ARM (50074, non-interactive)",
         rows={"AADNonInteractiveUserSignInLogs": [sign_in_row("n1"), sign_in_row("n2", "50076")]},
-        findings=1,
+        findings=(Expect(principal=SVC_ID, event_ids=("n1", "n2")),),
     ),
     Case(
         name="password grant (ROPC) refused for ARM, logged as interactive",
@@ -301,12 +369,21 @@ CASES = (
                 )
             ]
         },
-        findings=1,
+        findings=(Expect(principal=SVC_ID, event_ids=("s1",)),),
     ),
     Case(
         name="a write rejected by the built-in MFA policy in deny mode",
         rows={"AzureActivity": [rejected_write_row("a1", DENIED_BY_MFA_POLICY)]},
-        findings=1,
+        findings=(Expect(principal=SVC_ID, event_ids=("a1",)),),
+    ),
+    Case(
+        # Claims empty: the row names its user by Caller, the UPN, alone (Activity Log event schema).
+        name="a refused refresh and a rejected write without token claims are one user: one finding",
+        rows={
+            "AADNonInteractiveUserSignInLogs": [sign_in_row("n6")],
+            "AzureActivity": [{**rejected_write_row("a5", DENIED_BY_MFA_POLICY), "Claims": ""}],
+        },
+        findings=(Expect(principal=SVC_ID, event_ids=("n6", "a5")),),
     ),
     Case(
         name="a person meeting the MFA prompt in the portal is not automation",
@@ -322,7 +399,7 @@ CASES = (
                 )
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="MFA required for Microsoft Graph, not ARM, and a bad password for ARM do not fire",
@@ -332,7 +409,7 @@ CASES = (
                 sign_in_row("n4", "50126"),
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="a write rejected for another policy, or by a workload identity, does not fire",
@@ -345,7 +422,7 @@ CASES = (
                 rejected_write_row("a3", DENIED_BY_MFA_POLICY, claims={"idtyp": "app", "appid": AZURE_CLI}),
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="a refused action (listKeys) is no write, whatever its status message says",
@@ -356,12 +433,12 @@ CASES = (
                 )
             ]
         },
-        findings=0,
+        findings=(),
     ),
     Case(
         name="an account already alerted does not fire again",
         rows={"AADNonInteractiveUserSignInLogs": [sign_in_row("n5")]},
-        findings=0,
+        findings=(),
         context=Context(known_principals=frozenset({SVC_ID})),
     ),
 )

@@ -6,8 +6,9 @@ write it is used for fails, and Microsoft has deprecated it in the Azure SDKs
 (`UsernamePasswordCredential`). Whoever uses it keeps a user's password in a script, a pipeline
 variable or a config file: automation hiding in a user object, with a credential that can leak.
 
-What counts: ROPC sign-ins whose password was accepted (success, MFA required, or a Conditional
-Access block after the password); a wrong password is guessing, not the account's automation.
+What counts: ROPC sign-ins whose password was accepted (success, MFA required, a Conditional
+Access block after the password, an expired password, a disabled account: every result in
+entra.FIRST_FACTOR_VERIFIED); a wrong password is guessing, not the account's automation.
 
 Severity: high when a token for ARM was asked for (it breaks, or is about to); medium otherwise.
 Dedupe: once per user account and client app (a baseline keyed "user|app"): a second script
@@ -25,6 +26,7 @@ from monitors.detections.base import (
     Case,
     Context,
     Detection,
+    Expect,
     Row,
     RowError,
     distinct,
@@ -34,6 +36,7 @@ from monitors.detections.base import (
     text,
     when,
 )
+from monitors.detections.entra import FIRST_FACTOR_VERIFIED
 from monitors.model import EventLine, Finding, Principal, Severity, baseline_key
 
 ID = "ropc-sign-in"
@@ -55,19 +58,12 @@ FALSE_POSITIVES = (
     "An old integration that must use the password grant and talks only to a resource outside "
     "mandatory MFA (e.g. a mailbox over Exchange): still a stored password; waive it with an owner "
     "and a date rather than ignore it.",
-    "Conditional Access blocks the sign-in (53003) after accepting the password: the script is broken "
-    "already, but it still holds a working password.",
+    "Conditional Access blocks the sign-in (53000-53003) after accepting the password, or the password "
+    "has expired (50055) or the account is disabled (50057): the script is broken already, but it "
+    "still holds the account's password.",
 )
 
 ARM_RESOURCE = "797f4846-ba00-4fd7-ba43-dac1f8f63013"
-RESULTS = {
-    "0": "success",
-    "50074": "refused: MFA required",
-    "50076": "refused: MFA required",
-    "50079": "refused: MFA registration required",
-    "50072": "refused: MFA enrolment required",
-    "53003": "blocked by Conditional Access",
-}
 SOURCES = {"SigninLogs": "sign-in", "AADNonInteractiveUserSignInLogs": "non-interactive sign-in"}
 
 
@@ -170,7 +166,7 @@ def _finding(sign_ins: list[RopcSignIn]) -> Finding:
 def _line(sign_in: RopcSignIn) -> EventLine:
     fields = [
         ("What", f"password grant {SOURCES[sign_in.source]}"),
-        ("Result", f"{sign_in.result}: {RESULTS.get(sign_in.result, 'refused')}"),
+        ("Result", f"{sign_in.result}: {FIRST_FACTOR_VERIFIED.get(sign_in.result, 'refused')}"),
         ("App", sign_in.app_label),
         ("Resource", sign_in.resource or sign_in.resource_id or "unknown"),
         ("IP", sign_in.ip_address or "unknown"),
@@ -223,7 +219,7 @@ CASES = (
     Case(
         name="a script with a stored password gets an ARM token",
         rows={"SigninLogs": [sign_in_row("r1"), sign_in_row("r2", "50076")]},
-        findings=1,
+        findings=(Expect(principal=SVC_ID, event_ids=("r1", "r2")),),
     ),
     Case(
         name="password grant to Exchange in the non-interactive log fires too",
@@ -238,22 +234,36 @@ CASES = (
                 )
             ]
         },
-        findings=1,
+        findings=(Expect(principal=SVC_ID, event_ids=("r3",)),),
+    ),
+    Case(
+        # Codes from Microsoft's Entra error-code reference (entra.FIRST_FACTOR_VERIFIED): each is
+        # returned only after the password was checked, so the script holds the right one.
+        name="refused after the password was accepted: device policy, unapproved app, expired, disabled",
+        rows={
+            "SigninLogs": [
+                sign_in_row("r13", "53000"),
+                sign_in_row("r14", "53002"),
+                sign_in_row("r15", "50055"),
+                sign_in_row("r16", "50057"),
+            ]
+        },
+        findings=(Expect(principal=SVC_ID, event_ids=("r13", "r14", "r15", "r16")),),
     ),
     Case(
         name="a wrong password over ROPC is guessing, not the account's automation",
         rows={"SigninLogs": [sign_in_row("r4", "50126")]},
-        findings=0,
+        findings=(),
     ),
     Case(
         name="ordinary and device-code sign-ins do not fire",
         rows={"SigninLogs": [sign_in_row("r5", protocol="none"), sign_in_row("r6", protocol="deviceCode")]},
-        findings=0,
+        findings=(),
     ),
     Case(
         name="an account already alerted with this app does not fire again",
         rows={"SigninLogs": [sign_in_row("r7")]},
-        findings=0,
+        findings=(),
         context=Context(known_principals=frozenset({f"{SVC_ID}|{POWERSHELL}"})),
     ),
     Case(
@@ -265,7 +275,7 @@ CASES = (
                 sign_in_row("r10", AppId=AZURE_CLI, AppDisplayName="Microsoft Azure CLI"),
             ]
         },
-        findings=1,
+        findings=(Expect(principal=SVC_ID, event_ids=("r9", "r10")),),
         context=Context(known_principals=frozenset({f"{SVC_ID}|{POWERSHELL}"})),
     ),
     Case(
@@ -276,7 +286,7 @@ CASES = (
                 sign_in_row("r12", AppId=AZURE_CLI, AppDisplayName="Microsoft Azure CLI"),
             ]
         },
-        findings=2,
+        findings=(Expect(principal=SVC_ID, event_ids=("r11",)), Expect(principal=SVC_ID, event_ids=("r12",))),
     ),
 )
 

@@ -43,6 +43,7 @@ from monitors.detections.base import (
     Case,
     Context,
     Detection,
+    Expect,
     Row,
     RowError,
     count,
@@ -407,7 +408,7 @@ CASES = (
     Case(
         name="a table that never received a row is not called silent",
         rows=_FLOWING,
-        findings=0,
+        findings=(),
     ),
     Case(
         name="a diagnostic setting deleted (Start and Success rows, one duplicated) is one finding",
@@ -419,17 +420,17 @@ CASES = (
                 _activity("d2", DELETE),
             ],
         },
-        findings=1,
+        findings=(Expect(principal="mallory@contoso.com", event_ids=("d1", "d2")),),
     ),
     Case(
         name="every watched table receives rows",
         rows={**_FLOWING, "AzureActivity": [_activity("w1", "Microsoft.Web/sites/write")]},
-        findings=0,
+        findings=(),
     ),
     Case(
         name="a deletion already alerted is not alerted again",
         rows={**_FLOWING, "AzureActivity": [_activity("d3", DELETE, correlation="op-2")]},
-        findings=0,
+        findings=(),
         context=Context(known_principals=frozenset({"mallory@contoso.com|diagnostic setting deleted op-2"})),
     ),
     Case(
@@ -441,12 +442,12 @@ CASES = (
                 _activity("w3", "MICROSOFT.AADIAM/DIAGNOSTICSETTINGS/WRITE", "Start", correlation="op-3"),
             ],
         },
-        findings=1,
+        findings=(Expect(principal="mallory@contoso.com", event_ids=("w2", "w3")),),
     ),
     Case(
         name="reading a diagnostic setting is not changing it",
         rows={**_FLOWING, "AzureActivity": [_activity("r1", "Microsoft.Insights/diagnosticSettings/read")]},
-        findings=0,
+        findings=(),
     ),
 )
 

@@ -16,7 +16,6 @@ from .bicep_ast import (
     FORBIDDEN_ROLE_IDS,
     INFRA,
     REPO,
-    ROLE_IDS,
     ROLE_NAMES,
     accessor_chain,
     bicep_files,
@@ -341,7 +340,8 @@ def test_webhook_urls_are_key_vault_references() -> None:
 
 
 def test_function_app_waits_for_its_roles() -> None:
-    assert template(MAIN)["modules"]["functionApp"]["config"]["dependsOn"] == ["rbac"]
+    # Both the roles in its own resource group and, when assigned, Log Analytics Reader.
+    assert template(MAIN)["modules"]["functionApp"]["config"]["dependsOn"] == ["rbac", "workspaceReader"]
 
 
 def test_function_app_carries_the_azd_service_tag() -> None:
@@ -538,6 +538,11 @@ EXPECTED_ROLE_ASSIGNMENTS = {
         "deploymentContainer",
         "Microsoft.Storage/storageAccounts/blobServices/containers",
     ),
+    (RBAC, "hostQueues"): (
+        "Storage Queue Data Contributor",
+        "storage",
+        "Microsoft.Storage/storageAccounts",
+    ),
     (RBAC, "stateTables"): (
         "Storage Table Data Contributor",
         "storage",
@@ -631,36 +636,42 @@ def test_role_assignment_role_scope_and_name(key) -> None:
     assert assignment["properties"]["principalType"] == "ServicePrincipal"
 
 
-def test_no_storage_queue_role() -> None:
-    # Timer + HTTP triggers never touch queues; add Storage Queue Data Contributor only with a
-    # queue or blob trigger.
-    assert all(ROLE_IDS["Storage Queue Data Contributor"] not in p.read_text() for p in bicep_files())
+def test_the_host_holds_a_queue_role_for_the_queue_uri_it_is_given() -> None:
+    # AzureWebJobsStorage__queueServiceUri is set, as in Microsoft's Flex Consumption template:
+    # the identity holds the queue role that template grants, at the account (queues are named at
+    # run time). Blob Data Owner stays on the two host containers (docs/deploy.md says why).
+    base, _ = app_settings()
+    assert "AzureWebJobsStorage__queueServiceUri" in base
+    assert ("Storage Queue Data Contributor", "storage", "Microsoft.Storage/storageAccounts") in (
+        EXPECTED_ROLE_ASSIGNMENTS.values()
+    )
 
 
 def test_workspace_reader_runs_in_the_workspace_resource_group() -> None:
     module = template(MAIN)["modules"]["workspaceReader"]
+    assert module["config"]["condition"] == "assignWorkspaceReader"
     scope = body(module)["scope"]["function"]
     assert scope["type"] == "resource_group"
     assert "workspaceSubscriptionId" in json.dumps(scope)
     assert "workspaceResourceGroup" in json.dumps(scope)
-    workspace = template(WORKSPACE_READER)["resources"]["workspace"]
+    assert template(WORKSPACE_READER)["resources"]["workspace"]["existing"] is True
+
+
+def test_the_workspace_customer_id_is_read_without_a_deployment_there() -> None:
+    """With assignWorkspaceReader=false nothing is deployed into the workspace's resource group,
+    and the app still gets the workspace (customer) id: read from the existing workspace."""
+    main = template(MAIN)
+    workspace = main["resources"]["workspace"]
     assert workspace["existing"] is True
-    assert template(WORKSPACE_READER)["outputs"]["customerId"]["value"] == {
-        "operator": {
-            "type": "property_accessor",
-            "operands": {
-                "operand_1": "workspace",
-                "operand_2": {
-                    "operator": {
-                        "type": "property_accessor",
-                        "operands": {"operand_1": "properties", "operand_2": "customerId"},
-                    }
-                },
-            },
-        }
-    }
-    params = body(template(MAIN)["modules"]["functionApp"])["params"]
-    assert accessor_chain(params["workspaceCustomerId"]) == ["workspaceReader", "outputs", "customerId"]
+    assert workspace["type"] == "Microsoft.OperationalInsights/workspaces"
+    scope = json.dumps(workspace["config"]["scope"])
+    assert "workspaceSubscriptionId" in scope
+    assert "workspaceResourceGroup" in scope
+    params = body(main["modules"]["functionApp"])["params"]
+    assert accessor_chain(params["workspaceCustomerId"]) == ["workspace", "properties", "customerId"]
+    assert main["parameters"]["assignWorkspaceReader"]["default"] is True
+    assert azd_substituted()["assignWorkspaceReader"]["value"] is True
+    assert azd_substituted({"ASSIGN_WORKSPACE_READER": "false"})["assignWorkspaceReader"]["value"] is False
 
 
 # --------------------------------------------------------------------------------------------
@@ -671,7 +682,7 @@ def test_workspace_reader_runs_in_the_workspace_resource_group() -> None:
 def test_main_is_subscription_scoped_with_only_rg_and_optional_diagnostic_setting() -> None:
     main = template(MAIN)
     assert main["globals"]["scope"]["value"] == "subscription"
-    types = {name: res["type"] for name, res in main["resources"].items()}
+    types = {name: res["type"] for name, res in main["resources"].items() if not res.get("existing")}
     assert types == {
         "rg": "Microsoft.Resources/resourceGroups",
         "activityLogExport": "Microsoft.Insights/diagnosticSettings",

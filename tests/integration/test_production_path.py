@@ -78,6 +78,24 @@ def test_batched_inserts_keep_what_exists_and_create_the_rest(app_env: dict) -> 
     assert store.insert_many("probe", []) == 0
 
 
+def test_claims_create_what_is_free_and_return_what_someone_holds(app_env: dict) -> None:
+    """Dedupe markers are claims: a batch meeting one held marker (409) goes one by one; the held
+    ones come back as stored, never overwritten, the free ones are created."""
+    store = services_from_environment().store
+    mine = [{"PartitionKey": "c", "RowKey": f"{i:03d}", "AlertId": "mine"} for i in range(120)]
+    assert store.insert("probe", {**mine[7], "AlertId": "theirs"})
+    assert store.claim_many("probe", mine[100:]) == []  # all free
+    held = store.claim_many("probe", mine)
+    assert [(e["RowKey"], e["AlertId"]) for e in held] == [
+        ("007", "theirs"),
+        *((f"{i:03d}", "mine") for i in range(100, 120)),
+    ]
+    owners = {e["RowKey"]: e["AlertId"] for e in store.query("probe", "PartitionKey eq @pk", {"pk": "c"})}
+    assert len(owners) == 120
+    assert owners.pop("007") == "theirs"
+    assert set(owners.values()) == {"mine"}
+
+
 def test_batched_deletes_tolerate_what_is_gone_and_delete_the_rest(app_env: dict) -> None:
     """An entity deleted already (by a tick that crashed before it could tell) fails its whole
     transaction (404): that transaction's entities go one by one, and all of them are gone."""

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import REAL_EXPORTS
+from monitors.detections import DETECTIONS
+from monitors.exports import SCHEMA
+from tests.peak_memory import PEAK_MB
 
 REPO = Path(__file__).resolve().parents[2]
 ADELE_ID = "9b117c67-170e-4aed-9702-658b3fddc889"
@@ -594,3 +597,102 @@ def test_audit_logs_exported_from_the_portal_raise_break_glass_account_changed(t
     assert result.returncode == 0, result.stderr
     assert "skipped" not in result.stderr
     _expect_audit_alerts(json.loads(result.stdout))
+
+
+# --- what replay did: rows per export, and per detection whether it could see what it reads
+
+
+def report_lines(stderr: str) -> dict[str, str]:
+    """The report's lines, keyed by their first word (a file or table name, or a detection id)."""
+    return {
+        line.split()[0]: line.strip()
+        for line in stderr.splitlines()
+        if line.startswith("  ") and line.split()
+    }
+
+
+def test_replay_reports_rows_per_export_and_what_each_detection_could_read(logdir: Path) -> None:
+    alerts, stderr = replay_json(logdir)
+    assert [a["detection"] for a in alerts] == ["user-arm-write"]  # stdout: the alerts, as before
+    lines = report_lines(stderr)
+    assert lines["AzureActivity.csv"].startswith("AzureActivity.csv (AzureActivity, csv): 23 rows read")
+    assert lines["SigninLogs.csv"].startswith("SigninLogs.csv (SigninLogs, csv): 56 rows read")
+    assert lines["AADNonInteractiveUserSignInLogs:"] == "AADNonInteractiveUserSignInLogs: no export"
+    assert lines["AuditLogs:"] == "AuditLogs: no export"
+    assert lines["guest-arm-write"] == "guest-arm-write              ran"
+    # Directory changes are read from AuditLogs alone: without its export there is nothing to read.
+    assert lines["break-glass-account-changed"] == (
+        "break-glass-account-changed  could not run: no export of AuditLogs"
+    )
+    # Its sign-in lookup (the object id of a write without claims) reads both sign-in tables.
+    assert (
+        lines["user-arm-write"]
+        == "user-arm-write               incomplete: no export of AADNonInteractiveUserSignInLogs"
+    )
+    # The training lab's 2021 sign-in export predates AuthenticationProtocol.
+    assert lines["ropc-sign-in"] == (
+        "ropc-sign-in                 incomplete: SigninLogs.csv has no AuthenticationProtocol column; "
+        "no export of AADNonInteractiveUserSignInLogs"
+    )
+    assert lines["break-glass-weak-method"].endswith(
+        "incomplete: no export of AADNonInteractiveUserSignInLogs"
+    )
+
+
+def test_an_export_a_detection_cannot_read_does_not_end_in_a_plain_no_alerts(logdir: Path) -> None:
+    (logdir / "AzureActivity.csv").unlink()
+    result = replay(str(logdir))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("No alerts in what the exports hold, but 10 of 10 detections could not")
+    lines = report_lines(result.stderr)
+    assert lines["guest-arm-write"].endswith("could not run: no export of AzureActivity")
+    assert "SigninLogs.csv has no AuthenticationProtocol column" in lines["ropc-sign-in"]
+
+
+def test_exports_with_every_column_the_detections_read_end_in_no_alerts(tmp_path: Path) -> None:
+    for table in ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity", "AuditLogs"):
+        (tmp_path / f"{table}.csv").write_text(",".join(SCHEMA[table]) + "\n", encoding="utf-8")
+    result = replay(str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "No alerts.\n"
+    lines = report_lines(result.stderr)
+    assert lines["SigninLogs.csv"] == "SigninLogs.csv (SigninLogs, csv): 0 rows read"
+    assert all(lines[d.id].split()[1:] == ["ran"] for d in DETECTIONS)
+
+
+# --- bounded memory on any record, and structure too deep to follow
+
+# Replay in a fresh process that reports its own peak memory on stderr's last line.
+REPLAY_AND_MEASURE = (
+    "import sys; from monitors.cli import main; code = main(sys.argv[1:]); "
+    f"print(round({PEAK_MB}), file=sys.stderr); sys.exit(code)"
+)
+
+
+def test_an_over_long_record_is_skipped_and_the_rest_replayed_in_bounded_memory(logdir: Path) -> None:
+    with (logdir / "AzureActivity.csv").open("a", encoding="utf-8") as out:
+        out.write('"')
+        for _ in range(160):  # 160 MB in one quoted field: no log row is like this
+            out.write("x" * (1 << 20))
+        out.write('"\n')
+    result = subprocess.run(
+        [sys.executable, "-c", REPLAY_AND_MEASURE, "replay", str(logdir), "--format", "json"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (alert,) = json.loads(result.stdout)
+    assert len(alert["event_ids"]) == 23  # every real row still replayed
+    assert "skipped 1 malformed rows: AzureActivity.csv: row 24 (line 1233): " in result.stderr
+    assert "a record longer than 16,777,216 characters" in result.stderr
+    peak_mb = int(result.stderr.splitlines()[-1])
+    assert peak_mb < 300, f"peak {peak_mb} MB"  # 155 MB without the record; the record held whole: GBs
+
+
+def test_a_json_export_nested_too_deeply_exits_2_naming_the_file(tmp_path: Path) -> None:
+    row = '{"TimeGenerated": "2026-11-20T08:00:00Z", "EventDataId": "e1"}'
+    export = tmp_path / "AzureActivity.json"
+    export.write_text(f'[{row}, {{"Claims": {"[" * 100_000}{"]" * 100_000}}}]', encoding="utf-8")
+    result = replay(str(tmp_path))
+    assert result.returncode == 2
+    assert f"error: {export}: row 2 is JSON nested too deeply to read" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -13,6 +13,7 @@ import pytest
 from devstack.stack import Devstack
 from monitors.adapters.table_store import key
 from monitors.adapters.teams import PostResult
+from monitors.alerts import MAX_EVENTS_PER_ALERT
 from monitors.bootstrap import services_from_environment, tick
 from monitors.detections.break_glass_use import BG_ID, BG_UPN, PASSWORD, sign_in_row
 from monitors.detections.break_glass_weak_method import drill_row
@@ -463,6 +464,12 @@ class CountingStore:
         self.writes[table] += used
         return used
 
+    def claim_many(self, table: str, entities: Any) -> list[Any]:
+        before = self.real.transactions
+        held = self.real.claim_many(table, entities)
+        self.writes[table] += self.real.transactions - before
+        return held
+
     def delete_many(self, table: str, keys: Any) -> int:
         used = self.real.delete_many(table, keys)
         self.writes[table] += used
@@ -505,3 +512,19 @@ def test_new_alerts_are_stored_in_batch_transactions(
     assert store.writes["baseline"] == 1
     assert store.writes["alerts"] == 1 + 1 + 1  # main, detection index, principal index (80 copies)
     assert {row["RowKey"] for row in history(services)} == set(report.new_alerts)
+
+
+def test_a_burst_split_into_parts_claims_its_principal_once(devstack: Devstack, services: Services) -> None:
+    """A new user account's first window holds more writes than one alert carries: its parts share
+    one baseline marker, claimed once, and every part is stored."""
+    now = datetime.now(UTC)
+    burst = "00000000-0000-4000-8000-00000000b0b0"
+    claims = {**USER_CLAIMS, UPN_CLAIM: "burst@contoso.com", OID_CLAIM: burst}
+    writes = [arm_row(f"burst-{n}", "burst@contoso.com", claims) for n in range(MAX_EVENTS_PER_ALERT + 50)]
+    ingest(devstack, "AzureActivity", writes, now - timedelta(minutes=9), now - timedelta(minutes=8))
+    report = tick(services, now)
+    assert report.query_errors == []
+    assert report.alerts_stored == 2
+    parts = [r for r in history(services) if r["Detection"] == "user-arm-write"]
+    assert sorted(r["EventCount"] for r in parts) == [50, MAX_EVENTS_PER_ALERT]
+    assert {r["Principal"] for r in parts} == {"burst@contoso.com"}

@@ -113,25 +113,25 @@ POINTS: dict[str, Point] = {
         after=rf"store\.replace:watermarks/{LEASE}",
         state=State(2, 0, 0, False, 0, 0),
     ),
-    # their history entries and index copies written, dedupe markers not
+    # break-glass alerts' seen-event markers claimed, no history entry yet
+    "after seen markers": Point(
+        lambda p, die: p.on("store.claim_many", die, table="seen", only=_some),
+        at=r"store\.claim_many:seen",
+        after=r"store\.insert_many:outbox",
+        state=State(2, 0, 0, False, 0, 0),
+    ),
+    # their history entries and index copies written, the outbox not flagged committed
     "after history write": Point(
         lambda p, die: p.on("store.upsert_many", die, table="alerts", only=_some),
         at=r"store\.upsert_many:alerts",
-        after=r"store\.insert_many:outbox",
-        state=State(2, 0, 2, False, 0, 0),
-    ),
-    # break-glass alerts' seen-event markers written, the outbox not flagged committed
-    "after seen markers": Point(
-        lambda p, die: p.on("store.upsert_many", die, table="seen", only=_some),
-        at=r"store\.upsert_many:seen",
-        after=r"store\.upsert_many:alerts",
+        after=r"store\.claim_many:seen",
         state=State(2, 0, 2, False, 0, 0),
     ),
     # the first detection's alerts committed (outbox flagged), its watermark not moved
     "after commit": Point(
         lambda p, die: p.on("store.upsert_many", die, table="outbox", only=_some),
         at=r"store\.upsert_many:outbox",
-        after=r"store\.upsert_many:seen",
+        after=r"store\.upsert_many:alerts",
         state=_COMMITTED,
     ),
     # every alert of the first detection committed, its watermark not moved

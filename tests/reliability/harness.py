@@ -38,6 +38,7 @@ ADELE = ("9b117c67-170e-4aed-9702-658b3fddc889", "AdeleV@contoso.com")
 SVC = ("5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "svc-deploy@contoso.com")
 CLI = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 TICK = timedelta(minutes=5)  # the schedule the simulated clock follows
+BOUND_TICKS = 3  # every expected alert reaches Teams within this many ticks of a one-tick fault
 M = timedelta(minutes=1)
 ORDINARY_USER = "0d4c5a1e-8f3b-4b6a-9c2d-7e1f0a9b8c7d"
 # Detections that alert once per episode (a silence, failing queries, a drill overdue) rather than
@@ -86,6 +87,11 @@ class Figures:
     late_rows: int = 0
     late_rows_missed: int = 0
     max_delay_s: float | None = None
+    # Ticks from the first that could read an expected row to the one that delivered its alert
+    # (both counted); the bound is BOUND_TICKS, plus the ticks a lasting fault adds.
+    max_ticks_to_alert: int | None = None
+    bound_ticks: int = 0
+    bound_why: str = ""  # why the fault holds alerts back longer than one tick
     seconds: float = 0.0
     status: str = "fail"  # as pytest ruled, set when the test has run: "pass", "fail", "known bug"
     known_bug: str = ""  # the xfail reason
@@ -129,6 +135,15 @@ class World:
         self.reports: list[TickReport] = []
         self.errors: list[str] = []
         self.watermarks: list[dict[str, datetime | None]] = []
+        self.tick_times: list[datetime] = []
+        self.bound_ticks(0)
+
+    def bound_ticks(self, extra_ticks: int, why: str = "") -> None:
+        """The scenario's fault lasts `extra_ticks` ticks beyond its first (why): its bound is
+        that many ticks more than BOUND_TICKS."""
+        assert extra_ticks == 0 or why, "a longer bound says why"
+        self.figures.bound_ticks = BOUND_TICKS + extra_ticks
+        self.figures.bound_why = why
 
     def expect_episode(self, detection: str) -> None:
         """The scenario causes `detection` to alert: at least once, and once per episode."""
@@ -221,6 +236,7 @@ class World:
     def tick(self, now: datetime, services: Services | None = None) -> TickReport | None:
         """One tick; an exception is recorded (the Functions host would log it), not raised."""
         self.figures.ticks += 1
+        self.tick_times.append(now)
         try:
             report = tick(services or self.services, now)
         except Exception as error:
@@ -324,6 +340,13 @@ class World:
         f.late_rows_missed = sum(1 for item in self.late if not covers[item])
         delays = [(first_delivery[i] - expected[i]).total_seconds() for i in expected if i in first_delivery]
         f.max_delay_s = max(delays) if delays else None
+        readable = watermark.VISIBILITY_LAG
+        ticks = [
+            sum(1 for t in self.tick_times if expected[i] + readable <= t <= first_delivery[i])
+            for i in expected
+            if i in first_delivery
+        ]
+        f.max_ticks_to_alert = max(ticks) if ticks else None
         f.faults = max(f.faults, self._faults_seen())
         return f
 
@@ -345,6 +368,9 @@ class World:
         alerted = {row["Detection"] for row in self.history()}
         assert self.episodes <= alerted, (
             f"no alert for the expected episode: {sorted(self.episodes - alerted)}"
+        )
+        assert f.max_ticks_to_alert is None or f.max_ticks_to_alert <= f.bound_ticks, (
+            f"an alert took {f.max_ticks_to_alert} ticks to reach Teams, bound {f.bound_ticks}"
         )
         if delivered:
             assert f.delivered == f.history_alerts, f"alerts not in Teams: {f}; errors {self.errors}"

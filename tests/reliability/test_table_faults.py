@@ -74,8 +74,8 @@ TABLE_FAULTS = [
     TableFault("outbox insert answered 500 after the write", "500-after", "POST", "outbox", fast=True),
     TableFault("history write 503 x2 (SDK retries)", "503", "PUT", "alerts(PartitionKey='alert'", count=2),
     TableFault("watermark read stalled 1 s, connection reset", "stall", "GET", "watermarks", row=WATERMARK),
-    TableFault("seen-event batch 503 x4: SDK gives up", "503", "PUT", "seen(", count=4, tick_fails=True),
-    TableFault("seen-event batch connection dropped", "drop", "PUT", "seen(", tick_fails=True, fast=True),
+    TableFault("seen-event claim 503 x4: SDK gives up", "503", "POST", "seen", count=4, tick_fails=True),
+    TableFault("seen-event claim connection dropped", "drop", "POST", "seen", tick_fails=True, fast=True),
     TableFault("outbox insert stalled 1 s (timeout)", "stall", "POST", "outbox", tick_fails=True),
     TableFault(
         "watermark insert 503 x4: SDK gives up",
@@ -239,6 +239,7 @@ class Racer:
         self.name, self.probe = name, Probe()
         self.reached, self.release, self.wrote = threading.Event(), threading.Event(), threading.Event()
         self.read_etags: list[str] = []
+        self.claims_held_by_others = 0  # markers its commit found already claimed
         self.thread: threading.Thread | None = None
         self.probe.on(hold.pop("kind"), self._held, **hold)
         for done in ("after", "error"):
@@ -246,6 +247,7 @@ class Racer:
                 "store.replace", self.wrote.set, when=done, table="watermarks", only=_race_watermark
             )
         self.probe.on("store.get", lambda: None, table="watermarks", only=self._read)
+        self.probe.on("store.claim_many", lambda: None, when="after", only=self._claimed)
 
     def _held(self) -> None:
         self.reached.set()
@@ -256,6 +258,10 @@ class Racer:
         if _race_watermark(details):
             self.read_etags.append(details["result"]["etag"])
         return False  # observed, nothing to fire
+
+    def _claimed(self, details: dict[str, Any]) -> bool:
+        self.claims_held_by_others += len(details["result"])
+        return False
 
     def start(self, world: World, now: datetime) -> None:
         services = build_services(world.settings)
@@ -284,11 +290,6 @@ def reached(condition: bool, message: str) -> None:
 
 BEFORE_WATERMARK = {"kind": "store.replace", "when": "before", "table": "watermarks", "only": _race_watermark}
 BEFORE_STORING = {"kind": "store.insert_many", "when": "before", "table": "outbox", "only": _stores_alerts}
-HOLE = (
-    "a tick held between confirming its lease and its outbox write, and taken over meanwhile, "
-    "still stores its alerts: the successor read the same seen events and stored them too, so each "
-    "break-glass alert is in history and Teams twice; the 412 on the watermark comes after the commit"
-)
 
 
 @pytest.mark.parametrize(
@@ -296,10 +297,9 @@ HOLE = (
     [
         "the successor writes first",
         "the stalled tick writes first",
-        pytest.param("the stalled tick held after its lease check",
-                     marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=HOLE)),
+        "the stalled tick held after its lease check",
     ],
-)  # fmt: skip
+)
 def test_two_ticks_racing_to_the_watermark_write(devstack: Devstack, record: Record, race: str) -> None:
     """A tick stalls past its lease; the next tick takes the lease over and reads the same
     watermark before the stalled one writes it. Both reach the ETag-guarded watermark write:
@@ -307,7 +307,9 @@ def test_two_ticks_racing_to_the_watermark_write(devstack: Devstack, record: Rec
 
     Held with its break-glass alerts committed, just before its watermark write (either tick
     writes first): the successor's seen events hold those alerts. Held after its lease check,
-    before its outbox write: both read the same seen events before either stored anything."""
+    before its outbox write: both read the same seen events before either stored anything; the
+    successor's markers claim the events first, so the stalled tick's commit finds its alerts
+    duplicates and drops them."""
     world = World(devstack, f"two ticks racing (412 on the watermark), {race}", "Table Storage")
     world.figures.fault_kinds = ["race"]
     now = start_time()
@@ -335,6 +337,8 @@ def test_two_ticks_racing_to_the_watermark_write(devstack: Devstack, record: Rec
     for tick in order:
         tick.join()
     winner, loser = order
+    if held_early:
+        reached(loser.claims_held_by_others > 0, "the stalled tick's commit met no claimed marker")
     reached(winner.stale_writes() == 0, f"the first write met a 412: {winner.probe.failures}")
     reached(loser.stale_writes() == 1, f"no 412 at the second write: {loser.probe.failures}")
     reached(

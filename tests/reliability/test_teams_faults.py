@@ -40,6 +40,7 @@ def test_teams_fault_delays_but_delivers(
 ) -> None:
     world = World(devstack, f"Teams {mode} on {bad_ticks} tick(s)", "Teams")
     world.figures.fault_kinds = [mode]
+    world.bound_ticks(bad_ticks - 1, f"Teams refuses on {bad_ticks} ticks running")
     now = start_time()
     world.standard(now)
     devstack.teams.set_fault(mode, **options)
@@ -85,6 +86,7 @@ def _hour_of_break_glass(world: World, start: timedelta = timedelta(0)) -> None:
 def test_teams_down_for_an_hour(devstack: Devstack, record: Record) -> None:
     world = World(devstack, "Teams down (connection reset) for an hour", "Teams")
     world.figures.fault_kinds = ["down"]
+    world.bound_ticks(11, "Teams is down for an hour, 12 ticks")
     now = start_time()
     _hour_of_break_glass(world)
     devstack.teams.set_fault("down")

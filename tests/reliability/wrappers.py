@@ -137,6 +137,10 @@ class ProbedStore:
         items = list(entities)
         return self._call("upsert_many", table, lambda: self.real.upsert_many(table, items), count=len(items))
 
+    def claim_many(self, table: str, entities: Iterable[Mapping[str, Any]]) -> list[Entity]:
+        items = list(entities)
+        return self._call("claim_many", table, lambda: self.real.claim_many(table, items), count=len(items))
+
     def merge(self, table: str, entity: Mapping[str, Any]) -> None:
         return self._call("merge", table, lambda: self.real.merge(table, entity), entity=entity)
 

@@ -74,6 +74,9 @@ def _texts(card: dict[str, Any]) -> list[str]:
     return found
 
 
+OUR_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")  # cards._when, ours, not escaped
+
+
 def _event_lines(card: dict[str, Any]) -> list[dict[str, Any]]:
     """The TextBlocks that show one event each (they start with its time)."""
     pattern = re.compile(r"(⚠ )?\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
@@ -85,9 +88,19 @@ def _facts(card: dict[str, Any]) -> dict[str, str]:
     return {fact["title"]: fact["value"] for fact in fact_set["facts"]}
 
 
+def _joined(expected: str) -> str:
+    """An expected escape with "^" standing for the invisible joiner that breaks autolinking."""
+    return expected.replace("^", cards.UNLINK)
+
+
 def _unescape(text: str) -> str:
-    """What a CommonMark renderer shows for our escapes."""
-    return re.sub(r"\\(.)", r"\1", text)
+    """What a CommonMark renderer shows for our escapes, less the invisible joiners."""
+    return re.sub(r"\\(.)", r"\1", text).replace(cards.UNLINK, "")
+
+
+def _linkable(rendered: str) -> list[str]:
+    """Host, address and scheme punctuation followed by text, not by a joiner, once rendered."""
+    return re.findall(r"[.@:/\\\u3002\uff0e\uff61\uff20\uff1a\uff0f](?![\u2060 ]|$)", rendered)
 
 
 def _unescaped_specials(text: str) -> list[str]:
@@ -109,7 +122,10 @@ def _assert_inert(escaped: str) -> None:
         assert syntax not in escaped
     assert not re.match(r"\d+\.( |$)", escaped)
     assert escaped[:1] not in ("-", "+", " ")
-    assert all(unicodedata.category(ch) not in ("Cc", "Cf", "Cs") for ch in escaped)
+    assert _linkable(re.sub(r"\\(.)", r"\1", escaped)) == []
+    # The joiners are the only format characters, and each one is ours, after link punctuation.
+    assert all(unicodedata.category(ch) not in ("Cc", "Cf", "Cs") for ch in escaped.replace(cards.UNLINK, ""))
+    assert not re.search(r"(?<![.@:/\\\u3002\uff0e\uff61\uff20\uff1a\uff0f])\u2060", escaped)
 
 
 def _event(number: int, *, flagged: bool = False, source: str = "SigninLogs", **fields: str) -> EventLine:
@@ -163,18 +179,18 @@ def _golden_alert() -> Alert:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("[x](https://evil.example)", r"\[x\]\(https:\/\/evil.example\)"),
+        ("[x](https://evil.example)", _joined(r"\[x\]\(https:^/^/^evil.^example\)")),
         ("**bold**", r"\*\*bold\*\*"),
         ("_italic_", r"\_italic\_"),
-        ("<script>alert(1)</script>", r"\<script\>alert\(1\)\</script\>"),
+        ("<script>alert(1)</script>", _joined(r"\<script\>alert\(1\)\</^script\>")),
         ("${jndi}", r"$\{jndi\}"),
-        ("${jndi:ldap://x.example/a}", r"$\{jndi:ldap:\/\/x.example/a\}"),
-        ("${$root.secret}", r"$\{$root.secret\}"),
-        ("{{DATE(2017-02-14T06:00:00Z, SHORT)}}", r"\{\{DATE\(2017-02-14T06:00:00Z, SHORT\)\}\}"),
+        ("${jndi:ldap://x.example/a}", _joined(r"$\{jndi:^ldap:^/^/^x.^example/^a\}")),
+        ("${$root.secret}", _joined(r"$\{$root.^secret\}")),
+        ("{{DATE(2017-02-14T06:00:00Z, SHORT)}}", _joined(r"\{\{DATE\(2017-02-14T06:^00:^00Z, SHORT\)\}\}")),
         ("1. list", r"1\. list"),
         ("2026. was a year", r"2026\. was a year"),
         ("1.", r"1\."),
-        ("1.5 GB", "1.5 GB"),
+        ("1.5 GB", _joined("1.^5 GB")),
         ("- item", r"\- item"),
         ("+ item", r"\+ item"),
         ("# heading", r"\# heading"),
@@ -183,16 +199,26 @@ def _golden_alert() -> Alert:
         ("~~gone~~ | table", r"\~\~gone\~\~ \| table"),
         ("![img](x)", r"\!\[img\]\(x\)"),
         ("&#91;x&#93;", r"\&\#91;x\&\#93;"),  # entity references cannot smuggle brackets
-        (r"C:\temp\new", r"C:\\temp\\new"),
+        (r"C:\temp\new", _joined(r"C:^\\^temp\\^new")),
         ("a\\", "a\\\\"),
         ("line one\nline two\r\n\tend", "line one line two end"),
         ("    indented code", "indented code"),
-        ("gnp.exe\u202eevil", "gnp.exeevil"),  # right-to-left override
+        ("gnp.exe\u202eevil", _joined("gnp.^exeevil")),  # right-to-left override
         ("ad\u200bmin\u200d\ufeff", "admin"),  # zero-width space / joiner, BOM
         ("bell\x07 nul\x00", "bell nul"),
-        ("a-b_c@contoso.com", r"a-b\_c@contoso.com"),  # dashes mid-value stay (GUIDs, dates, hosts)
+        # dashes mid-value stay (GUIDs, dates, hosts)
+        ("a-b_c@contoso.com", _joined(r"a-b\_c@^contoso.^com")),
         (BG_ID, BG_ID),
-        ("203.0.113.7", "203.0.113.7"),
+        ("203.0.113.7", _joined("203.^0.^113.^7")),
+        # Bare hosts, addresses and schemes that linkifiers find without any markdown.
+        ("www.evil.example/login", _joined("www.^evil.^example/^login")),
+        ("help@evil.example", _joined("help@^evil.^example")),
+        (r"https:\/\/evil.example", _joined(r"https:^\\^/^\\^/^evil.^example")),
+        (r"https:\\evil.example", _joined(r"https:^\\^\\^evil.^example")),
+        (
+            "evil\u3002example\uff0ecom\uff61x\uff20y\uff1az\uff0fw",
+            _joined("evil\u3002^example\uff0e^com\uff61^x\uff20^y\uff1a^z\uff0f^w"),
+        ),
         ("Zürich, 東京 🙂", "Zürich, 東京 🙂"),
         ("", ""),
     ],
@@ -273,10 +299,14 @@ def test_break_glass_card_has_header_facts_events_runbook_and_links() -> None:
     severity, headline, meta = card["body"][:3]
     assert severity["text"] == "CRITICAL · Break-glass account used"
     assert severity["color"] == "Attention"
-    assert headline["text"] == r"Break-glass account used: bg-admin1@contoso.onmicrosoft.com"
+    assert headline["text"] == _joined("Break-glass account used: bg-admin1@^contoso.^onmicrosoft.^com")
     assert meta["text"] == "break-glass-use · alert a-1 · 2026-11-20 03:17:00 UTC"
 
-    assert _facts(card) == {"Account": BG_UPN, "Object id": BG_ID, "Events": r"5 \(sign-in\)"}
+    assert _facts(card) == {
+        "Account": _joined("bg-admin1@^contoso.^onmicrosoft.^com"),
+        "Object id": BG_ID,
+        "Events": r"5 \(sign-in\)",
+    }
 
     events = _event_lines(card)
     assert [e["text"][:25] for e in events] == [
@@ -287,7 +317,8 @@ def test_break_glass_card_has_header_facts_events_runbook_and_links() -> None:
     assert events[1]["color"] == "Attention"
     assert "color" not in events[0]
     assert "Location: Oslo, NO" in events[0]["text"]
-    assert r"Result: failure 50126: \[Reset your MFA\]\(https:\/\/evil.example/reset\)" in events[1]["text"]
+    link = _joined(r"\[Reset your MFA\]\(https:^/^/^evil.^example/^reset\)")
+    assert f"Result: failure 50126: {link}" in events[1]["text"]
     assert "and 2 more events (see the alert history)" in texts  # event_ids lists 5, events 3
 
     runbook = texts[texts.index("What to do") + 1 :]
@@ -407,11 +438,11 @@ def test_user_arm_write_card_from_a_parsed_query_row() -> None:
         "weight": "Bolder",
         "color": "Attention",
     }
-    assert card["body"][1]["text"] == "New user account doing ARM writes: adelev@contoso.com"
+    assert card["body"][1]["text"] == _joined("New user account doing ARM writes: adelev@^contoso.^com")
     facts = _facts(card)
     assert facts["Object id"] == ADELE
-    assert facts["User"] == "adelev@contoso.com"
-    assert facts["IP addresses"] == "37.142.150.162"
+    assert facts["User"] == _joined("adelev@^contoso.^com")
+    assert facts["IP addresses"] == _joined("37.^142.^150.^162")
     assert len(facts) == len(finding.facts)
     texts = _texts(card)
     assert not any(t.startswith("Events") for t in texts)  # the finding lists no events
@@ -530,7 +561,7 @@ def test_ten_thousand_events_of_a_kilobyte_fit_and_say_how_many_more() -> None:
     assert "Events (10,000, oldest first)" in texts
     assert texts[-4] == "What to do"
     assert texts[-1].startswith("**3.**")
-    assert _facts(card)["Account"] == BG_UPN
+    assert _unescape(_facts(card)["Account"]) == BG_UPN
 
 
 def test_huge_facts_are_shortened_after_events_are_gone() -> None:
@@ -613,16 +644,16 @@ def test_waiver_reminder_names_the_waiver_its_end_and_what_to_do() -> None:
     title, headline, note = card["body"][:3]
     assert title["text"] == "WAIVER ENDING · user-arm-write"
     assert title["color"] == "Warning"
-    assert headline["text"] == "The waiver for svc-deploy@contoso.com ends 2027-02-18 03:12:00 UTC"
+    assert headline["text"] == _joined("The waiver for svc-deploy@^contoso.^com ends 2027-02-18 03:12:00 UTC")
     assert note["text"] == "After that, this account's next user-arm-write finding alerts again."
     assert _facts(card) == {
-        "Principal": "svc-deploy@contoso.com",
+        "Principal": _joined("svc-deploy@^contoso.^com"),
         "Detection": "user-arm-write",
         "Owner": "Platform team",
         "Approved by": "CISO office",
         "Reason": "Nightly Terraform job; moves to a managed identity in Q1",
-        "Recorded": "by Sam, 2026-11-20 03:12:00 UTC",
-        "Ends": "2027-02-18 03:12:00 UTC",
+        "Recorded": _joined("by Sam, 2026-11-20 03:^12:^00 UTC"),
+        "Ends": _joined("2027-02-18 03:^12:^00 UTC"),
     }
     texts = _texts(card)
     assert texts[texts.index("What to do") + 1].startswith("**1.** Still needed?")
@@ -647,6 +678,6 @@ def test_waiver_reminder_values_render_inert() -> None:
     card = _valid(message)
     for text in _texts(card):
         if not text.startswith("**"):  # the numbered steps are our own markup around escaped text
-            _assert_inert(text)
+            _assert_inert(OUR_TIME.sub("", text))  # our own timestamps are not escaped
     assert "evil.example" not in json.dumps(card["actions"])
     assert message_size(message) < 8_000

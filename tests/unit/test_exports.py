@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
+import subprocess
+import sys
 import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +21,7 @@ import pytest
 
 from devstack.stack import REAL_EXPORTS
 from monitors.exports import (
+    MAX_RECORD_CHARS,
     SCHEMA,
     ExportError,
     FileReport,
@@ -25,7 +29,9 @@ from monitors.exports import (
     discover,
     read_export,
 )
+from tests.peak_memory import PEAK_MB
 
+REPO = Path(__file__).resolve().parents[2]
 ACTIVITY = REAL_EXPORTS / "azureActivity_adele.csv"
 SIGNINS = REAL_EXPORTS / "sign-in_adelete.csv"
 ADELE = "AdeleV@M365x816222.OnMicrosoft.com"
@@ -649,9 +655,11 @@ def test_a_later_stage_can_count_its_own_skips_against_the_file(tmp_path: Path) 
     report = ReadReport()
     list(read_export(path, "AzureActivity", report))
 
+    assert (report.rows_read, report.rows_skipped) == (1, 1)
     report.skip(path, "the query engine refused it")
 
-    assert report.rows_skipped == 2
+    assert (report.rows_read, report.rows_skipped) == (0, 2)
+    assert report.files[0].summary() == "AzureActivity.csv (AzureActivity, csv): 0 rows read, 2 skipped"
     assert report.examples()[-1] == "AzureActivity.csv: the query engine refused it"
     with pytest.raises(ValueError, match="has not been read"):
         report.skip(ACTIVITY, "x")
@@ -752,3 +760,136 @@ def test_dynamic_text_hands_dynamic_values_on_as_text_and_checks_the_rest(tmp_pa
         write_json(tmp_path / "a.json", items), "AzureActivity", ReadReport(), dynamic_text=True
     )
     assert (row["Claims_d"], row["Properties_d"]) == ('{"idtyp":"user"}', "5")
+
+
+# --- which columns an export holds (replay says what a detection could not read)
+
+
+def test_the_report_names_the_documented_columns_a_csv_holds(tmp_path: Path) -> None:
+    _, report = read(activity_csv(tmp_path / "AzureActivity.csv", "2026-11-20T08:00:00Z"), "AzureActivity")
+    assert report.columns == {"TimeGenerated", "EventDataId", "Caller", "Claims_d", "Type"}
+
+
+def test_the_report_names_the_columns_of_every_json_row_and_a_derived_time(tmp_path: Path) -> None:
+    # az prints the query's columns; a union can give rows different keys. No TimeGenerated here.
+    items = [
+        {"CreatedDateTime": "2021-04-28T14:32:13.5Z", "Id": "a1", "UserAgent": "curl/8.4.0"},
+        {"CreatedDateTime": "2021-04-28T14:33:13.5Z", "Id": "a2", "AuthenticationProtocol": "ropc"},
+    ]
+    _, report = read(write_json(tmp_path / "SigninLogs.json", items), "SigninLogs")
+    assert report.columns == {"CreatedDateTime", "Id", "UserAgent", "AuthenticationProtocol", "TimeGenerated"}
+
+
+def test_only_the_columns_asked_for_are_reported(tmp_path: Path) -> None:
+    path = activity_csv(tmp_path / "AzureActivity.csv", "2026-11-20T08:00:00Z")
+    report = ReadReport()
+    list(read_export(path, "AzureActivity", report, columns={"Caller"}))
+    assert report.files[0].columns == {"TimeGenerated", "Caller", "Type"}
+
+
+# --- bounded memory whatever a record holds, and structure too deep to follow
+
+
+BIG = 10 * MAX_RECORD_CHARS  # 160 Mi characters in one record
+
+# Reads an export in a fresh process and reports what it read and its peak memory.
+READ_AND_MEASURE = f"""
+import json, sys
+from pathlib import Path
+from monitors.exports import ReadReport, read_export
+report = ReadReport()
+rows = [row["EventDataId"] for row in read_export(Path(sys.argv[1]), "AzureActivity", report)]
+print(json.dumps({{"rows": rows, "skips": report.examples(), "peak_mb": {PEAK_MB}}}))
+"""
+
+
+def _huge_record(out: Any, shape: str) -> None:
+    """One record of BIG characters, written in pieces: on one line, quoted or bare, or on many
+    lines inside one quoted field."""
+    piece = "x" * (1 << 20)
+    if shape == "many lines":
+        piece = ("y" * 1023 + "\n") * 1024
+    out.write("2026-11-20T08:00:00Z,big,")
+    out.write('"' if shape != "bare" else "")
+    for _ in range(BIG // len(piece)):
+        out.write(piece)
+    out.write('"\n' if shape != "bare" else "\n")
+
+
+@pytest.mark.parametrize("shape", ["quoted", "bare", "many lines"])
+def test_an_over_long_csv_record_is_skipped_and_counted_in_bounded_memory(tmp_path: Path, shape: str) -> None:
+    path = tmp_path / "AzureActivity.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("TimeGenerated,EventDataId,Claims\n2026-11-20T08:00:00Z,before,{}\n")
+        _huge_record(out, shape)
+        out.write("2026-11-20T08:00:00Z,after,{}\nnot a time,bad,{}\n")
+    lines_in_record = BIG // 1024 + 1 if shape == "many lines" else 1
+
+    result = subprocess.run(
+        [sys.executable, "-c", READ_AND_MEASURE, str(path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    found = json.loads(result.stdout)
+
+    assert found["rows"] == ["before", "after"]  # nothing around the record is lost
+    big, bad = found["skips"]
+    assert big.startswith("AzureActivity.csv: row 2 (line 3): not valid CSV: a record longer than")
+    assert big.endswith(f" {MAX_RECORD_CHARS:,} characters, not read (not a log row)")
+    # The lines after it are numbered right.
+    assert bad.startswith(f"AzureActivity.csv: row 4 (line {4 + lines_in_record}): TimeGenerated")
+    # The record alone is 160 MB; the csv module held it whole (and then some) before: 1.2 GB.
+    assert found["peak_mb"] < 150, found["peak_mb"]
+
+
+def test_an_over_long_csv_header_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "AzureActivity.csv"
+    path.write_text("TimeGenerated,EventDataId," + "h" * MAX_RECORD_CHARS + "\n", encoding="utf-8")
+    with pytest.raises(ExportError, match=r"AzureActivity\.csv: no readable CSV header \(a record longer"):
+        read(path, "AzureActivity")
+
+
+def test_an_over_long_json_item_ends_the_array_with_the_rows_before_kept(tmp_path: Path) -> None:
+    row = {"TimeGenerated": "2026-11-20T08:00:00Z", "EventDataId": "before"}
+    huge = {**row, "EventDataId": "huge", "Claims": "x" * MAX_RECORD_CHARS}
+    rows, report = read(write_json(tmp_path / "AzureActivity.json", [row, huge, row]), "AzureActivity")
+    assert [r["EventDataId"] for r in rows] == ["before"]
+    assert report.rows_skipped == 1
+    assert report.skip_examples[0].startswith(f"row 2: larger than {MAX_RECORD_CHARS:,} characters")
+
+
+def test_a_json_export_nested_too_deeply_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "AzureActivity.json"
+    row = '{"TimeGenerated": "2026-11-20T08:00:00Z", "EventDataId": "e1"}'
+    path.write_text(f'[{row}, {{"Claims": {"[" * 100_000}{"]" * 100_000}}}]', encoding="utf-8")
+    report = ReadReport()
+    rows = read_export(path, "AzureActivity", report)
+    assert next(rows)["EventDataId"] == "e1"
+    with pytest.raises(ExportError, match=rf"{re.escape(str(path))}: row 2 is JSON nested too deeply"):
+        next(rows)
+
+
+def test_a_csv_value_nested_too_deeply_skips_its_row(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    path = write_csv(
+        tmp_path / "AzureActivity.csv",
+        ["TimeGenerated", "EventDataId", "Claims_d"],
+        ["2026-11-20T08:00:00Z", "deep", deep],
+        ["2026-11-20T08:00:00Z", "fine", "{}"],
+    )
+    rows, report = read(path, "AzureActivity")
+    assert [r["EventDataId"] for r in rows] == ["fine"]
+    (reason,) = report.skip_examples
+    assert reason.startswith("row 1 (line 2): Claims_d: JSON nested too deeply to read: '[[[[")
+
+
+def test_a_quote_inside_an_unquoted_field_does_not_make_later_records_one_long_one(tmp_path: Path) -> None:
+    """'a"b' is text to the csv module, not an opening quote: records are what the csv module
+    makes of the lines, so the rows after it (more characters than a record may hold) all count."""
+    rows = [["2026-11-20T08:00:00Z", 'stray"quote', "{}"]]
+    claims = "{" + "x" * 1000 + "}"
+    rows += [["2026-11-20T08:00:00Z", f"e{i}", claims] for i in range(MAX_RECORD_CHARS // 1000)]
+    path = write_csv(tmp_path / "AzureActivity.csv", ["TimeGenerated", "EventDataId", "Claims"], *rows)
+    read_rows, report = read(path, "AzureActivity")
+    assert len(read_rows) == len(rows)
+    assert read_rows[0]["EventDataId"] == 'stray"quote'
+    assert report.rows_skipped == 0

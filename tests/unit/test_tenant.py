@@ -733,3 +733,29 @@ def test_cli_at_scale_writes_what_the_manifest_says(tmp_path: Path) -> None:
     assert len(users) == 2000 + 1
     assert [p["tool"] for p in users].count(tenant.POWER_AUTOMATE_TOOL) == 1
     assert not list(out.glob(".parts-*"))  # worker part files are cleaned up
+
+
+def test_the_answer_key_leaves_out_a_silent_step_up_the_person_answers() -> None:
+    """A person's silent ARM refresh refused for a step-up (50074) and answered by an interactive
+    MFA sign-in a minute later expects no mfa-blocked-automation; the same refusal with no answer,
+    or answered only an hour later, does; every expected detection names its rows."""
+    rng = random.Random(3)  # noqa: S311 - test data, not secrets
+    adele = Principal(
+        kind="human-mfa", object_id="9b117c67-170e-4aed-9702-658b3fddc889", display_name="Adele Vance",
+        upn="AdeleV@contoso.com", auth=tenant.PASSWORD_APP,
+    )  # fmt: skip
+    at = datetime(2025, 10, 6, 14, 8, tzinfo=UTC)
+    answered = signin_row(adele, at, interactive=False, result=50074, rng=rng)
+    late = signin_row(adele, at + timedelta(hours=2), interactive=False, result=50074, rng=rng)
+    mfa = signin_row(adele, at + timedelta(minutes=1), rng=rng)
+    mfa_late = signin_row(adele, at + timedelta(hours=3), rng=rng)
+    assert mfa["AuthenticationRequirement"] == "multiFactorAuthentication"
+    key = tenant.AnswerKey()
+    for row in (answered, late, mfa, mfa_late):
+        key.add(adele, row)
+    assert key.settle() == {adele.object_id: {tenant.MFA_BLOCKED_AUTOMATION: (late["Id"],)}}
+
+    only_answered = tenant.AnswerKey()
+    for row in (answered, mfa):
+        only_answered.add(adele, row)
+    assert only_answered.settle() == {}

@@ -158,7 +158,7 @@ def _targets(r: dict[str, Any]) -> list[str]:
             )
         per_alert = _per_alert(cold)
         by_op = (cold or {}).get("transactions_by_op") or {}
-        batched = [k for k in by_op if k.startswith(("upsert_many", "insert_many"))]
+        batched = [k for k in by_op if k.startswith(("upsert_many", "insert_many", "claim_many"))]
         # Storing a new alert must not be a request per entity: the outbox insert is the telltale.
         single = {k: v for k, v in by_op.items() if k in ("insert outbox", "replace baseline")}
         stored = med(cold, "alerts_stored")
@@ -268,7 +268,11 @@ def _per_new_alert(cold: dict[str, Any] | None, warm: dict[str, Any] | None) -> 
 def _storing_per_alert(by_op: dict[str, int], stored: float | None) -> str:
     """Transactions that store new alerts (outbox, history, baseline, seen markers) per alert; the
     history's per-principal index copies are one partition each, so one request each."""
-    writes = sum(v for k, v in by_op.items() if k.startswith(("upsert_many", "insert_many", "insert outbox")))
+    writes = sum(
+        v
+        for k, v in by_op.items()
+        if k.startswith(("upsert_many", "insert_many", "claim_many", "insert outbox"))
+    )
     return "–" if not stored else f"{writes / stored:.1f}"
 
 

@@ -81,7 +81,17 @@ class Meter:
 def instrument_store(store: Any, meter: Meter, scans: list[dict[str, Any]]) -> dict[str, int]:
     """Per-operation transaction counts of a TableStore, attributed by the counter's deltas."""
     by_op: Counter[str] = Counter()
-    for name in ("get", "insert", "replace", "insert_many", "upsert_many", "merge", "delete", "delete_many"):
+    for name in (
+        "get",
+        "insert",
+        "replace",
+        "insert_many",
+        "upsert_many",
+        "claim_many",
+        "merge",
+        "delete",
+        "delete_many",
+    ):
         inner = getattr(store, name)
 
         def counted(*args: Any, _inner: Callable[..., Any] = inner, _name: str = name, **kwargs: Any) -> Any:
