@@ -35,7 +35,7 @@ no ingestion history to be silent in.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -194,8 +194,6 @@ def evaluate(signals: Sequence[SourceSignal], context: Context) -> list[Finding]
 
 
 def _merge(a: SourceSignal, b: SourceSignal) -> SourceSignal:
-    from dataclasses import replace
-
     return replace(
         a,
         event_ids=tuple(dict.fromkeys(a.event_ids + b.event_ids)),
