@@ -31,6 +31,11 @@ detection's alerts must cover, as `AnswerKey` collects them):
   service accounts whose scripts only start and stop things) expects no user-arm-write.
 - "break-glass-use": any row of a break-glass account, in either sign-in table (failures included)
   or in AzureActivity.
+- "break-glass-account-changed": an AuditLogs entry about a break-glass account (`directory_script`:
+  an admin deletes bg1's FIDO2 key and registers a Temporary Access Pass for it, takes bg2 out of
+  Global Administrator, and drops bg1 from a Conditional Access policy's exclusions). Everyone
+  else's directory changes (security info, password resets, group members, a policy excluding an
+  ordinary user) are AuditLogs background that must not fire.
 - "source-silent": whoever deletes a diagnostic setting (the showcase admin deletes the Activity
   Log export once, late in the window; admins do it now and then). Silence is not generated: every
   table receives rows to the end of the window.
@@ -85,7 +90,8 @@ from monitors.detections.entra import FIRST_FACTOR_VERIFIED, has_mfa
 SIGNIN = "SigninLogs"
 NONINTERACTIVE = "AADNonInteractiveUserSignInLogs"
 ACTIVITY = "AzureActivity"
-TABLES = (SIGNIN, NONINTERACTIVE, ACTIVITY)
+AUDIT = "AuditLogs"
+TABLES = (SIGNIN, NONINTERACTIVE, ACTIVITY, AUDIT)
 
 ARM_AUDIENCE = "https://management.core.windows.net/"
 # Claim keys as AzureActivity's Claims column stores them (the JWT's idp, email and upn).
@@ -105,6 +111,7 @@ USER_ARM_WRITE = "user-arm-write"
 BREAK_GLASS_USE = "break-glass-use"
 SOURCE_SILENT = "source-silent"
 BREAK_GLASS_WEAK_METHOD = "break-glass-weak-method"
+BREAK_GLASS_ACCOUNT_CHANGED = "break-glass-account-changed"
 # The mandatory-MFA scenarios: verdicts in `_mandatory_mfa_verdicts`, scripted rows in
 # `mandatory_mfa_script`.
 MFA_BLOCKED_AUTOMATION = "mfa-blocked-automation"
@@ -1961,8 +1968,14 @@ def break_glass_script(world: World, bg1: Principal, bg2: Principal, seed: int) 
 # source-silent, break-glass-weak-method and user-service-account. Kept together so other
 # scenarios merge beside them.
 
-DIAGNOSTIC_DELETES = frozenset(
-    {"microsoft.insights/diagnosticsettings/delete", "microsoft.aadiam/diagnosticsettings/delete"}
+# source-silent alerts on deletes and on writes: a write can remove a category or move the destination.
+DIAGNOSTIC_CHANGES = frozenset(
+    {
+        "microsoft.insights/diagnosticsettings/delete",
+        "microsoft.aadiam/diagnosticsettings/delete",
+        "microsoft.insights/diagnosticsettings/write",
+        "microsoft.aadiam/diagnosticsettings/write",
+    }
 )
 # What the generator writes for phishing-resistant (or inherited, "Previously satisfied") steps.
 _NOT_WEAK = frozenset({*FIDO2.methods, *WHFB.methods, "Previously satisfied"})
@@ -1975,13 +1988,16 @@ ACTIVITY_LOG_EXPORT_DELETE = Operation(  # the subscription's Activity Log expor
 
 
 def watcher_verdicts(who: Principal, row: Row) -> tuple[str, ...]:
-    """source-silent: whoever deletes a diagnostic setting; break-glass-weak-method: a break-glass
+    """source-silent: whoever deletes or writes a diagnostic setting; break-glass-weak-method: a break-glass
     sign-in with a step that succeeded using a method other than FIDO2 / Windows Hello;
-    user-service-account: see automation_verdict."""
+    user-service-account: see automation_verdict; break-glass-account-changed: a directory change
+    about a break-glass account."""
+    if row["Type"] == AUDIT:
+        return (BREAK_GLASS_ACCOUNT_CHANGED,) if who.kind == "break-glass" else ()
     found = automation_verdict(who, row)
     if row["Type"] == ACTIVITY:
-        deleted = str(row.get("OperationNameValue", "")).lower() in DIAGNOSTIC_DELETES
-        return found + ((SOURCE_SILENT,) if deleted else ())
+        changed = str(row.get("OperationNameValue", "")).lower() in DIAGNOSTIC_CHANGES
+        return found + ((SOURCE_SILENT,) if changed else ())
     if who.kind != "break-glass":
         return found
     steps = json.loads(row.get("AuthenticationDetails") or "[]")
@@ -2012,6 +2028,183 @@ def watcher_script(world: World, principals: tuple[Principal, ...], seed: int) -
         app_id=PORTAL.app_id, rng=rng, tenant=world.tenant,
     )  # fmt: skip
     return [Scripted(admin, token), *(Scripted(admin, row) for row in rows)]
+
+
+# --------------------------------------------------------------------------- directory changes (AuditLogs)
+# Row shape: AuditLogs columns of monitors/schema/tables.json. InitiatedBy and TargetResources as
+# Microsoft Graph's directoryAudit resource documents them (learn.microsoft.com/graph/api/
+# resources/directoryaudit): {"user": {id, displayName, userPrincipalName, ipAddress}} and
+# [{id, displayName, type, userPrincipalName, modifiedProperties: [{displayName, oldValue,
+# newValue}]}], the values JSON-encoded text; the ids look like the service's
+# ("<service>_<correlation id>_<5 characters>_<number>"). Operation names, categories and
+# services from Microsoft's "Microsoft Entra audit log activity reference"; role and group
+# changes carry Role.* / Group.* properties and a policy change the whole policy before and
+# after under "ConditionalAccessPolicy", as Microsoft Sentinel's AuditLogs rules read them.
+
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"  # the role template id
+MFA_POLICY = "5c4f0c3e-2a1b-4d8e-9f70-6a5b4c3d2e1f"
+SALES_GROUP = "0d9c8b7a-6f5e-4d3c-8b2a-1f0e9d8c7b6a"
+
+
+def _user_target(who: Principal, modified: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "id": who.object_id,
+        "displayName": who.display_name,
+        "type": "User",
+        "userPrincipalName": who.upn,
+        "modifiedProperties": modified or [],
+        "administrativeUnits": [],
+    }
+
+
+def _changed(name: str, old: Any, new: Any) -> dict[str, Any]:
+    return {"displayName": name, "oldValue": None if old is None else _ENCODE(old),
+            "newValue": None if new is None else _ENCODE(new)}  # fmt: skip
+
+
+def audit_record(
+    by: Principal,
+    when: datetime,
+    operation: str,
+    targets: list[dict[str, Any]],
+    *,
+    service: str = "Core Directory",
+    category: str = "UserManagement",
+    operation_type: str = "Update",
+    reason: str = "",
+    rng: random.Random,
+    tenant: Tenant = TENANT,
+) -> dict[str, Any]:
+    """One AuditLogs row: `by` changed `targets` with `operation` at `when`."""
+    ts = iso(_utc(when))
+    correlation = guid(rng)
+    prefix = "Directory" if service == "Core Directory" else service
+    suffix = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(5))
+    return {
+        "SourceSystem": "Azure AD",
+        "TimeGenerated": ts,
+        "ResourceId": f"/tenants/{tenant.tenant_id}/providers/Microsoft.aadiam",
+        "OperationName": operation,
+        "OperationVersion": "1.0",
+        "Category": category,
+        "ResultType": "",
+        "ResultSignature": "None",
+        "ResultDescription": "",
+        "DurationMs": 0,
+        "CorrelationId": correlation,
+        "Resource": "Microsoft.aadiam",
+        "ResourceGroup": "Microsoft.aadiam",
+        "ResourceProvider": "Microsoft.aadiam",
+        "Identity": by.display_name,
+        "Level": "4",
+        "Location": "EU",
+        "AdditionalDetails": [],
+        "Id": f"{prefix}_{correlation}_{suffix}_{rng.randint(10_000_000, 999_999_999)}",
+        "InitiatedBy": {
+            "user": {
+                "id": by.object_id,
+                "displayName": None,
+                "userPrincipalName": by.upn,
+                "ipAddress": by.ip,
+                "roles": [],
+            }
+        },
+        "LoggedByService": service,
+        "Result": "success",
+        "ResultReason": reason,
+        "TargetResources": targets,
+        "AADTenantId": tenant.tenant_id,
+        "ActivityDisplayName": operation,
+        "ActivityDateTime": ts,
+        "AADOperationType": operation_type,
+        "Type": AUDIT,
+    }
+
+
+def _policy(excluded: list[str]) -> str:
+    """A Conditional Access policy as the audit log records it (JSON text), excluding `excluded`."""
+    return _ENCODE(
+        {
+            "id": MFA_POLICY,
+            "displayName": "Require MFA for all users",
+            "state": "enabled",
+            "conditions": {
+                "applications": {"includeApplications": ["All"], "excludeApplications": []},
+                "users": {"includeUsers": ["All"], "excludeUsers": excluded, "includeGroups": [],
+                          "excludeGroups": [], "includeRoles": [], "excludeRoles": []},
+                "clientAppTypes": ["all"],
+            },
+            "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
+        }
+    )  # fmt: skip
+
+
+def _policy_target(old: list[str], new: list[str]) -> dict[str, Any]:
+    modified = [
+        {"displayName": "ConditionalAccessPolicy", "oldValue": _policy(old), "newValue": _policy(new)}
+    ]
+    return {"id": MFA_POLICY, "displayName": "Require MFA for all users", "type": "Policy",
+            "modifiedProperties": modified}  # fmt: skip
+
+
+def directory_script(world: World, principals: tuple[Principal, ...], days: int, seed: int) -> list[Scripted]:
+    """AuditLogs: every day people register security info, an admin resets a password and adds
+    someone to a group; once, the admin excludes an ordinary user from the MFA policy (none of it
+    fires). And once, mid-window, the admin tampers with the break-glass accounts: deletes bg1's
+    FIDO2 key and registers a Temporary Access Pass for it, takes bg2 out of Global Administrator,
+    and drops bg1 from the MFA policy's exclusions (bg2 stays excluded): each fires for its account."""
+    rng = random.Random(f"directory:{seed}")
+    admin = next(p for p in principals if p.kind == "admin")
+    people = [p for p in principals if p.kind in ("human-mfa", "human-no-mfa")]
+    bg1, bg2 = _first_two_break_glass(principals)
+    script: list[Scripted] = []
+
+    def add(who: Principal, by: Principal, at: datetime, operation: str, targets: list, **kw: Any) -> None:
+        script.append(
+            Scripted(who, audit_record(by, at, operation, targets, rng=rng, tenant=world.tenant, **kw))
+        )
+
+    for d in range(days):
+        day = world.start + timedelta(days=d)
+        for _ in range(3):
+            who = rng.choice(people)
+            add(who, who, day + timedelta(hours=rng.uniform(7, 18)), "User registered security info",
+                [_user_target(who)], service="Authentication Methods",
+                reason="User registered Authenticator App with Notification and Code")  # fmt: skip
+        who = rng.choice(people)
+        add(who, admin, day + timedelta(hours=rng.uniform(8, 17)), "Reset user password", [_user_target(who)])
+        who = rng.choice(people)
+        group = [_changed("Group.ObjectID", None, SALES_GROUP), _changed("Group.DisplayName", None, "Sales")]
+        add(who, admin, day + timedelta(hours=rng.uniform(8, 17)), "Add member to group",
+            [_user_target(who, group), {"id": SALES_GROUP, "displayName": "Sales", "type": "Group"}],
+            category="GroupManagement", operation_type="Assign")  # fmt: skip
+    span = world.end - world.start
+    ordinary = rng.choice(people)
+    add(ordinary, admin, world.start + span * 0.3, "Update conditional access policy",
+        [_policy_target([bg1.object_id, bg2.object_id], [bg1.object_id, bg2.object_id, ordinary.object_id])],
+        service="Conditional Access", category="Policy")  # fmt: skip
+
+    at = world.start + span * 0.45 + timedelta(seconds=rng.uniform(0, 600))
+    add(bg1, admin, at, "Admin deleted security info", [_user_target(bg1)], service="Authentication Methods",
+        reason="Admin deleted Fido2 security key for user", operation_type="Delete")  # fmt: skip
+    tap = [
+        _changed("TemporaryAccessPass.Id", "", guid(rng)),
+        _changed("TemporaryAccessPass.AccessPassUsage", "", "Multiple"),
+    ]
+    add(bg1, admin, at + timedelta(minutes=2), "Admin registered security info", [_user_target(bg1, tap)],
+        service="Authentication Methods", reason="Admin registered temporary access pass method for user",
+        operation_type="Add")  # fmt: skip
+    role = [_changed("Role.ObjectID", GLOBAL_ADMINISTRATOR, None),
+            _changed("Role.DisplayName", "Global Administrator", None),
+            _changed("Role.WellKnownObjectName", "TenantAdmins", None)]  # fmt: skip
+    add(bg2, admin, at + timedelta(minutes=5), "Remove member from role", [_user_target(bg2, role)],
+        category="RoleManagement", operation_type="Unassign")  # fmt: skip
+    add(bg1, admin, at + timedelta(minutes=9), "Update conditional access policy",
+        [_policy_target([bg1.object_id, bg2.object_id], [bg2.object_id])],
+        service="Conditional Access", category="Policy")  # fmt: skip
+    # one change arrives hours late, as every table has a few rows that do
+    script[-1] = replace(script[-1], late=timedelta(hours=2, minutes=rng.randint(0, 59)))
+    return script
 
 
 def watcher_expected_without_rows(
@@ -2188,7 +2381,12 @@ def platform_day(world: World, day: datetime, rng: random.Random) -> Iterator[Ro
 
 # Ingestion latency per table: (minimum seconds, mean extra seconds, cap seconds). Entra: P95 about
 # 2 min, P99 about 5 (here: median 74 s, P95 2.6 min); Activity Log: 3 to 20 min (DOMAIN.md section 4).
-LATENCY = {SIGNIN: (50, 35, 300), NONINTERACTIVE: (50, 35, 300), ACTIVITY: (180, 240, 1200)}
+LATENCY = {
+    SIGNIN: (50, 35, 300),
+    NONINTERACTIVE: (50, 35, 300),
+    ACTIVITY: (180, 240, 1200),
+    AUDIT: (50, 35, 300),  # the same Entra diagnostic pipeline as the sign-ins
+}
 LATE_CHANCE = 0.001  # a row hours late: a pipeline hiccup
 DUPLICATE_CHANCE = 0.001  # the same row twice, as real exports have
 _HOUR = timedelta(hours=1)
@@ -2355,7 +2553,8 @@ def is_write(row: Row) -> bool:
 
 def _verdicts(who: Principal, row: Row) -> tuple[str, ...]:
     """Which detections this row should raise for its principal (see the module docstring)."""
-    found: tuple[str, ...] = (BREAK_GLASS_USE,) if who.kind == "break-glass" else ()
+    # A change to a break-glass account (AuditLogs) is not a use of it.
+    found: tuple[str, ...] = (BREAK_GLASS_USE,) if who.kind == "break-glass" and row["Type"] != AUDIT else ()
     if who.is_user and row["Type"] == ACTIVITY and is_write(row):
         found += (USER_ARM_WRITE,)
     found += watcher_verdicts(who, row)
@@ -2539,7 +2738,7 @@ def generate(
     principals = population(users, seed, tenant) + watcher_principals(seed, tenant)
     bg1, bg2 = _first_two_break_glass(principals)
     script = break_glass_script(world, bg1, bg2, seed) + watcher_script(world, principals, seed)
-    script += mandatory_mfa_script(world, principals, seed)
+    script += mandatory_mfa_script(world, principals, seed) + directory_script(world, principals, days, seed)
 
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if users * days >= 5000 else 1

@@ -63,7 +63,7 @@ param waiverMaxDays int = 180
 @maxValue(60)
 param waiverReminderDays int = 7
 
-@description('Detection ids to switch off, comma-separated (break-glass-use cannot be switched off).')
+@description('Detection ids to switch off, comma-separated (break-glass-use, break-glass-account-changed and source-silent cannot be switched off).')
 param disabledDetections string = ''
 
 @description('Days a break-glass account may go without a successful interactive sign-in (the drill interval).')
@@ -71,8 +71,11 @@ param disabledDetections string = ''
 @maxValue(365)
 param breakGlassDrillDays int = 90
 
+@description('Object ids of groups that exclude the break-glass accounts from Conditional Access, comma-separated, or none.')
+param breakGlassGroups string = 'none'
+
 @description('Hours each table may stay silent, e.g. SigninLogs=2,AzureActivity=6; 0 = not watched.')
-param sourceSilenceHours string = 'SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6'
+param sourceSilenceHours string = 'SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6,AuditLogs=24'
 
 @description('Ticks in a row with a failed workspace query before source-silent alerts.')
 @minValue(1)
@@ -355,6 +358,7 @@ module functionApp 'modules/functionapp.bicep' = {
     waiverReminderDays: waiverReminderDays
     disabledDetections: disabledDetections
     breakGlassDrillDays: breakGlassDrillDays
+    breakGlassGroups: breakGlassGroups
     sourceSilenceHours: sourceSilenceHours
     sourceSilentFailedTicks: sourceSilentFailedTicks
   }

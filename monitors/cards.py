@@ -47,6 +47,7 @@ AZURE_PORTAL = "https://portal.azure.com"
 # stops resolving still lands on the portal, so the link degrades instead of breaking.
 SIGN_IN_LOGS = "/#view/Microsoft_AAD_IAM/SignInEventsV3Blade"
 ACTIVITY_LOG = "/#view/Microsoft_Azure_Monitoring/AzureMonitoringBrowseBlade/~/activityLog"
+AUDIT_LOGS = "/#view/Microsoft_AAD_IAM/ActiveDirectoryMenuBlade/~/Audit"  # Entra ID > Audit logs
 
 SIGN_IN_SOURCES = frozenset({"SigninLogs", "AADNonInteractiveUserSignInLogs"})
 
@@ -320,6 +321,8 @@ def _actions(alert: Alert, links: CardLinks) -> list[dict[str, Any]]:
     # The log the events came from goes first; ARM writes (no event lines) start at the Activity Log.
     from_sign_ins = any(e.source in SIGN_IN_SOURCES for e in alert.finding.events)
     portal_actions = [sign_ins, activity] if from_sign_ins else [activity, sign_ins]
+    if any(e.source == "AuditLogs" for e in alert.finding.events):  # directory changes
+        portal_actions = [_open_url("Entra audit logs", portal + AUDIT_LOGS), sign_ins]
     history = [_open_url("Open alert history", links.history_url)] if links.history_url else []
     return history + portal_actions
 

@@ -24,7 +24,14 @@ from monitors import cli_alerts, cli_waivers, coverage
 from monitors.detections import DETECTIONS
 from monitors.detections.base import Context
 from monitors.schema import SchemaMissing
-from monitors.settings import NONE, WATCHED_TABLES, BreakGlassAccounts, SettingsError, parse_break_glass
+from monitors.settings import (
+    NONE,
+    WATCHED_TABLES,
+    BreakGlassAccounts,
+    SettingsError,
+    parse_break_glass,
+    parse_group_ids,
+)
 
 INGEST_BATCH = 5_000
 # The local engine keeps at most this much in memory and spills the rest (rows and query state)
@@ -61,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay.add_argument("logdir", type=Path, help="folder with <Table>.csv or <Table>.json exports")
     replay.add_argument("--break-glass", action="append", default=[], metavar="ID_OR_UPN",
                         help="a break-glass account (object id or UPN); repeat for several")  # fmt: skip
+    replay.add_argument("--break-glass-group", action="append", default=[], metavar="OBJECT_ID",
+                        help="a group that excludes the accounts from Conditional Access")  # fmt: skip
     replay.add_argument("--format", choices=["json", "table"], default="table")
     cli_waivers.add_commands(commands)
     cli_alerts.add_commands(commands)
@@ -76,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_waivers.run(args)
         if args.command == "alerts":
             return cli_alerts.run(args)
-        return _replay(args.logdir, args.break_glass, args.format, sys.stdout, sys.stderr)
+        return _replay(
+            args.logdir, args.break_glass, args.break_glass_group, args.format, sys.stdout, sys.stderr
+        )
     except (ReplayError, SettingsError, SchemaMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -151,7 +162,9 @@ def _status_table(found: Any, out: TextIO) -> None:
     out.write("\n".join(lines) + "\n")
 
 
-def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err: TextIO) -> int:
+def _replay(
+    logdir: Path, break_glass: list[str], groups: list[str], output: str, out: TextIO, err: TextIO
+) -> int:
     try:  # the devstack's query engine: a development requirement, not shipped with the app
         from devstack.local_reader import LocalLogsReader
         from devstack.loganalytics import LogAnalyticsServer
@@ -165,6 +178,7 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
     from monitors.watermark import Window
 
     accounts = _break_glass_accounts(break_glass)
+    break_glass_groups = _break_glass_groups(groups)
     try:
         discovery = exports.discover(logdir)
     except exports.ExportError as error:
@@ -201,6 +215,7 @@ def _replay(logdir: Path, break_glass: list[str], output: str, out: TextIO, err:
         # every row it ever will, so no refusal waits for a person's step-up to arrive.
         context = Context(
             break_glass=accounts,
+            break_glass_groups=break_glass_groups,
             drill_check_due=False,
             silence_hours=tuple((table, 0) for table in WATCHED_TABLES),
             step_up_settle=timedelta(0),
@@ -288,6 +303,17 @@ def _break_glass_accounts(cli_values: list[str]) -> BreakGlassAccounts:
         return parse_break_glass(raw)
     except ValueError as error:
         raise ReplayError(f"break-glass accounts {error}") from error
+
+
+def _break_glass_groups(cli_values: list[str]) -> frozenset[str]:
+    """--break-glass-group values and the BREAK_GLASS_GROUPS setting together, like the accounts."""
+    setting = os.environ.get("BREAK_GLASS_GROUPS", "")
+    if setting.strip().lower() == NONE:
+        setting = ""
+    try:
+        return parse_group_ids(",".join([*cli_values, setting]))
+    except ValueError as error:
+        raise ReplayError(f"break-glass groups {error}") from error
 
 
 def _ingest(

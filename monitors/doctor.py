@@ -41,9 +41,10 @@ STATE_TABLES = (watermark.TABLE, blindness.TABLE, OUTBOX, history_store.TABLE)
 DOCTOR_ROW = "doctor"
 MAX_DETAIL_CHARS = 600
 NO_ROWS_FIX = (
-    "send it to the workspace: sign-in tables from the Entra diagnostic setting (docs/deploy.md, step 4), "
-    "AzureActivity from the subscription's Activity Log export; new settings take minutes to hours "
-    "before the first rows (a table nothing was ever sent to does not exist yet)"
+    "send it to the workspace: sign-in and audit tables from the Entra diagnostic setting "
+    "(docs/deploy.md, step 4), AzureActivity from the subscription's Activity Log export; new "
+    "settings take minutes to hours before the first rows (a table nothing was ever sent to does "
+    "not exist yet)"
 )
 WORKSPACE_FIX = (
     "give the app identity Log Analytics Reader on the workspace (docs/deploy.md, prerequisites: "

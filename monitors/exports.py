@@ -51,7 +51,7 @@ from typing import Any, BinaryIO, TextIO, cast
 
 from monitors import schema
 
-TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity")
+TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity", "AuditLogs")
 # A CSV record or JSON item longer than this is not a log row (a portal AzureActivity row is ~7 KB):
 # memory stays bounded by a few times this, whatever a file holds.
 MAX_RECORD_CHARS = 16 << 20

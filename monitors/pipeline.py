@@ -66,6 +66,7 @@ def query_values(window: Window, context: Context) -> dict[str, object]:
         "WatermarkEnd": window.end,
         "BreakGlassObjectIds": sorted(context.break_glass.object_ids),
         "BreakGlassUpns": sorted(context.break_glass.upns),
+        "BreakGlassGroupIds": sorted(context.break_glass_groups),
         # --- break-glass-weak-method and source-silent
         "DrillDays": context.drill_days,
         "DrillSince": drill_since(window, context),

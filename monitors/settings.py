@@ -76,8 +76,14 @@ class BreakGlassAccounts:
 # The tables the monitor reads, and how long each may stay silent before source-silent says the
 # monitor is blind. Entra sign-ins land in about 2 min (P99 5), the Activity Log in 3-20 min;
 # a busy tenant writes to each every few minutes, a quiet one may not write to ARM for hours.
-WATCHED_TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity")
-DEFAULT_SILENCE_HOURS = (("SigninLogs", 2), ("AADNonInteractiveUserSignInLogs", 2), ("AzureActivity", 6))
+# AuditLogs (directory changes) can be quiet for most of a day in a small tenant.
+WATCHED_TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity", "AuditLogs")
+DEFAULT_SILENCE_HOURS = (
+    ("SigninLogs", 2),
+    ("AADNonInteractiveUserSignInLogs", 2),
+    ("AzureActivity", 6),
+    ("AuditLogs", 24),
+)
 MAX_SILENCE_HOURS = 24  # below the late-arrival lookback (48 h at least), so the last row stays in view
 
 
@@ -101,6 +107,9 @@ class Settings:
     waiver_reminder_days: int = 7
     disabled_detections: frozenset[str] = frozenset()
     break_glass_drill_days: int = 90
+    # groups the emergency accounts are members of (a Conditional Access exclusion group): a
+    # policy change that includes or excludes one is a change to the accounts' access
+    break_glass_groups: frozenset[str] = frozenset()
     source_silence_hours: tuple[tuple[str, int], ...] = DEFAULT_SILENCE_HOURS  # 0: not watched
     source_silent_failed_ticks: int = 3
 
@@ -161,6 +170,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         waiver_reminder_days=read("WAIVER_REMINDER_DAYS", _waiver_reminder_days, 7),
         disabled_detections=read("DISABLED_DETECTIONS", _detection_ids, frozenset()),
         break_glass_drill_days=read("BREAK_GLASS_DRILL_DAYS", _drill_days, 90),
+        break_glass_groups=read("BREAK_GLASS_GROUPS", parse_group_ids, frozenset()),
         source_silence_hours=read("SOURCE_SILENCE_HOURS", parse_silence_hours, DEFAULT_SILENCE_HOURS),
         source_silent_failed_ticks=read("SOURCE_SILENT_FAILED_TICKS", _failed_ticks, 3),
     )
@@ -412,6 +422,19 @@ def _drill_days(raw: str) -> int:
     return _whole_days(raw, 7, 365, "how long a break-glass account may go without a successful sign-in")
 
 
+def parse_group_ids(raw: str) -> frozenset[str]:
+    if raw.lower() == NONE:
+        return frozenset()
+    ids = set()
+    for item in re.split(r"[,;\s]+", raw):
+        if item:
+            try:
+                ids.add(str(uuid.UUID(item)))
+            except ValueError:
+                raise ValueError(f"has {item[:60]!r}, not a group object id (GUID)") from None
+    return frozenset(ids)
+
+
 def parse_silence_hours(raw: str) -> tuple[tuple[str, int], ...]:
     """`Table=hours` pairs separated by commas; tables left out keep their default, 0 stops watching one."""
     hours = dict(DEFAULT_SILENCE_HOURS)
@@ -446,10 +469,11 @@ def _failed_ticks(raw: str) -> int:
     return ticks
 
 
-# Break-glass use must never go unnoticed: no setting can switch it off (nor can a waiver). Nor
-# source-silent, the monitor's watch over itself: without it failing queries, silent tables and
-# unreadable seconds would alert nobody (a table not exported on purpose is set to 0 hours instead).
-ALWAYS_ON_DETECTIONS = frozenset({"break-glass-use", "source-silent"})
+# Break-glass use must never go unnoticed: no setting can switch it off (nor can a waiver), nor
+# changes to the break-glass accounts (tampering comes before use). Nor source-silent, the
+# monitor's watch over itself: without it failing queries, silent tables and unreadable seconds
+# would alert nobody (a table not exported on purpose is set to 0 hours instead).
+ALWAYS_ON_DETECTIONS = frozenset({"break-glass-use", "break-glass-account-changed", "source-silent"})
 
 
 def _detection_ids(raw: str) -> frozenset[str]:
@@ -499,8 +523,12 @@ _HINTS = {
     "WAIVER_REMINDER_DAYS": "Leave unset for 7; 0 turns expiry reminders off.",
     "DISABLED_DETECTIONS": "Leave unset to run every detection, or list detection ids separated by commas.",
     "BREAK_GLASS_DRILL_DAYS": "Leave unset for 90: the longest an emergency account may go untested.",
+    "BREAK_GLASS_GROUPS": (
+        "Leave unset (or none) if the emergency accounts are excluded from Conditional Access by object id; "
+        "else list the object ids of the groups that exclude them, separated by commas."
+    ),
     "SOURCE_SILENCE_HOURS": (
-        "Leave unset for SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6; "
+        "Leave unset for SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6,AuditLogs=24; "
         "0 stops watching a table (e.g. one the tenant does not export)."
     ),
     "SOURCE_SILENT_FAILED_TICKS": "Leave unset for 3 (ticks failing in a row before it says it is blind).",

@@ -9,7 +9,8 @@ ends the account's next finding alerts again.
 
 Rules, enforced when a waiver is added:
 - break-glass-use can never be waived: every use of an emergency-access account must be seen;
-  nor can break-glass-weak-method (the account must work) or source-silent (blindness).
+  nor can break-glass-account-changed (tampering before use), break-glass-weak-method (the
+  account must work) or source-silent (blindness).
 - the principal is an object id (GUID, stored lower-case) or a UPN (stored lower-case);
 - owner, approver, reason and who records it are required, bounded, one line each;
 - the approver is not the person who records it (four eyes; names compared case-insensitively);
@@ -57,6 +58,10 @@ NEVER_WAIVED = {
     "break-glass-use": (
         "break-glass-use can never be waived: every use of an emergency-access account must alert, "
         "a planned drill included. Acknowledge the alert with the drill's or incident's reference instead."
+    ),
+    "break-glass-account-changed": (
+        "break-glass-account-changed can never be waived: a change to an emergency-access account is how "
+        "it is weakened before it is used. Acknowledge the alert with the change's reference instead."
     ),
     "break-glass-weak-method": (
         "break-glass-weak-method can never be waived: an emergency-access account must work when it is "

@@ -31,6 +31,7 @@ param waiverMaxDays int
 param waiverReminderDays int
 param disabledDetections string
 param breakGlassDrillDays int
+param breakGlassGroups string
 param sourceSilenceHours string
 param sourceSilentFailedTicks int
 
@@ -154,6 +155,7 @@ var baseSettings = {
   WAIVER_REMINDER_DAYS: string(waiverReminderDays)
   DISABLED_DETECTIONS: disabledDetections
   BREAK_GLASS_DRILL_DAYS: string(breakGlassDrillDays)
+  BREAK_GLASS_GROUPS: breakGlassGroups
   SOURCE_SILENCE_HOURS: sourceSilenceHours
   SOURCE_SILENT_FAILED_TICKS: string(sourceSilentFailedTicks)
   // Portal links in cards must point at the cloud the resources live in.

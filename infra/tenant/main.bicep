@@ -1,4 +1,4 @@
-// Tenant-level Entra ID diagnostic setting: sends sign-in logs to the monitor's workspace.
+// Tenant-level Entra ID diagnostic setting: sends sign-in and audit logs to the monitor's workspace.
 // A subscription deployment (infra/main.bicep) cannot create this; see docs/deploy.md, step 4.
 //
 //   az deployment tenant create --location <region> \
@@ -16,7 +16,7 @@ param workspaceResourceId string
 @description('Name of the diagnostic setting (unique per tenant).')
 param settingName string = 'mfa-monitor-signin-logs'
 
-@description('Entra log categories to export. The monitor needs the four sign-in categories; AuditLogs is useful context for investigations.')
+@description('Entra log categories to export. The monitor reads SignInLogs, NonInteractiveUserSignInLogs and AuditLogs (changes to the break-glass accounts); the workload sign-in categories tell workloads from users.')
 param categories array = [
   'SignInLogs'
   'NonInteractiveUserSignInLogs'

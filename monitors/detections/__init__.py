@@ -3,6 +3,7 @@
 from collections.abc import Collection
 
 from monitors.detections import (
+    break_glass_account_changed,
     break_glass_use,
     break_glass_weak_method,
     guest_arm_write,
@@ -18,6 +19,7 @@ from monitors.detections.base import Detection
 DETECTIONS: tuple[Detection, ...] = (
     user_arm_write.DETECTION,
     break_glass_use.DETECTION,
+    break_glass_account_changed.DETECTION,
     source_silent.DETECTION,
     break_glass_weak_method.DETECTION,
     mfa_blocked_automation.DETECTION,

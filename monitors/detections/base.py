@@ -36,6 +36,7 @@ class Context:
     """Everything outside the rows that a detection may consult; assembled by the shell."""
 
     break_glass: BreakGlassAccounts = field(default_factory=BreakGlassAccounts)
+    break_glass_groups: frozenset[str] = frozenset()  # groups the accounts are in (BREAK_GLASS_GROUPS)
     # baseline keys that already alerted (dedupe="principal"): the principal's key, or
     # "principal|subject" for detections whose findings carry a subject (Finding.baseline_key)
     known_principals: frozenset[str] = frozenset()
@@ -53,6 +54,7 @@ def detection_context(settings: Settings) -> Context:
     """The context a tick gives every detection, from the validated settings."""
     return Context(
         break_glass=settings.break_glass,
+        break_glass_groups=settings.break_glass_groups,
         drill_days=settings.break_glass_drill_days,
         silence_hours=settings.source_silence_hours,
     )

@@ -4,7 +4,9 @@ Why: break-glass accounts hold standing Global Administrator rights and are excl
 most Conditional Access. Microsoft's guidance is to alert on every sign-in, at critical
 severity. We also alert on failed sign-ins (a password spray against the keys to the tenant
 is itself an incident), on non-interactive sign-ins (where the documented query is blind)
-and on ARM operations made with the account.
+and on ARM operations made with the account. A failed sign-in's alert lists the successful
+sign-ins of other accounts from the same IP address within an hour either side: a spray that
+found another account, or the attacker's own session, is where the investigation starts.
 
 Every event is alerted exactly once; a burst becomes one alert per account per tick.
 """
@@ -26,8 +28,11 @@ from monitors.detections.base import (
     Row,
     RowError,
     client_app_name,
+    distinct,
     object_id,
+    summarize_list,
     text,
+    text_list,
     when,
 )
 from monitors.model import EventLine, Finding, Principal, Severity
@@ -68,6 +73,7 @@ class BreakGlassEvent:
     methods: tuple[str, ...]
     operation: str | None
     user_agent: str | None
+    same_ip_successes: tuple[str, ...] = ()  # a failed sign-in's pivot: "upn time", other accounts
 
     @property
     def weak_method(self) -> bool:
@@ -110,6 +116,7 @@ def parse(row: Row) -> BreakGlassEvent:
         methods=methods(text(row, "AuthenticationDetails", limit=20_000)),
         operation=text(row, "Operation", limit=200),
         user_agent=text(row, "UserAgent", limit=256),
+        same_ip_successes=text_list(row, "SameIpSuccesses", limit=300),
     )
 
 
@@ -134,6 +141,10 @@ def _finding(events: list[BreakGlassEvent]) -> Finding:
     failures = sum(not e.succeeded for e in events)
     weak = sum(e.weak_method for e in events)
     kinds = sorted({SOURCES[e.source] for e in events})
+    pivot = distinct(s for e in events if not e.succeeded for s in e.same_ip_successes)
+    others = (
+        (("Other accounts signed in from the failing IPs (±1 h)", summarize_list(pivot)),) if failures else ()
+    )
     return Finding(
         detection=ID,
         severity=Severity.CRITICAL,
@@ -150,6 +161,7 @@ def _finding(events: list[BreakGlassEvent]) -> Finding:
                 if weak
                 else "none seen",
             ),
+            *others,
             ("First", events[0].time.isoformat(timespec="seconds")),
             ("Last", events[-1].time.isoformat(timespec="seconds")),
         ),
@@ -172,6 +184,8 @@ def _line(event: BreakGlassEvent) -> EventLine:
     if event.methods:
         marks = [f"{m} (weak)" if strength(m) == "weak" else m for m in event.methods]
         fields.append(("Method", ", ".join(marks)))
+    if not event.succeeded and event.same_ip_successes:
+        fields.append(("Same IP, other accounts (±1 h)", summarize_list(event.same_ip_successes, shown=3)))
     return EventLine(
         event_id=event.event_id,
         time=event.time,
@@ -192,22 +206,61 @@ FIDO2 = json.dumps([{"authenticationMethod": "FIDO2 security key", "succeeded": 
 PASSWORD = json.dumps([{"authenticationMethod": "Password", "succeeded": False}])
 
 
-def sign_in_row(event_id: str, user_id: str, upn: str, result: str = "0", details: str = FIDO2) -> dict:
+def sign_in_row(
+    event_id: str,
+    user_id: str,
+    upn: str,
+    result: str = "0",
+    details: str = FIDO2,
+    at: str = "2026-11-20T03:12:00Z",
+    ip: str = "203.0.113.7",
+) -> dict:
     return {
-        "TimeGenerated": "2026-11-20T03:12:00Z",
+        "TimeGenerated": at,
         "Id": event_id,
         "UserId": user_id,
         "UserPrincipalName": upn,
         "AppDisplayName": "Azure Portal",
         "AppId": "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
-        "IPAddress": "203.0.113.7",
+        "IPAddress": ip,
         "ResultType": result,
         "AuthenticationDetails": details,
         "LocationDetails": {"city": "Oslo", "countryOrRegion": "NO"},
     }
 
 
+SPRAY_IP = "198.51.100.77"
+SPRAYED_ID = "22222222-3333-4444-8555-666666666666"
+SPRAYED_UPN = "bob@contoso.com"
+# A failed break-glass sign-in, then the same IP signs in to another account 20 minutes later
+# (listed), and again three hours later (outside the hour: not listed); a success from another
+# IP is not listed either.
+PIVOT_ROWS = {
+    "SigninLogs": [
+        sign_in_row("p1", BG_ID, BG_UPN, "50126", PASSWORD, at="2026-11-20T03:12:00Z", ip=SPRAY_IP),
+        sign_in_row("p2", SPRAYED_ID, SPRAYED_UPN, at="2026-11-20T06:20:00Z", ip=SPRAY_IP),
+    ],
+    "AADNonInteractiveUserSignInLogs": [
+        {
+            **sign_in_row("p3", SPRAYED_ID, SPRAYED_UPN, at="2026-11-20T03:32:00Z", ip=SPRAY_IP),
+            "LocationDetails": '{"city": "Lagos"}',
+        },
+        {
+            **sign_in_row(
+                "p4", "33333333-4444-4555-8666-777777777777", "carol@contoso.com", at="2026-11-20T03:13:00Z"
+            ),
+            "LocationDetails": "{}",
+        },
+    ],
+}
+
 CASES = (
+    Case(
+        name="a failed sign-in lists other accounts' successes from its IP within the hour",
+        rows=PIVOT_ROWS,
+        findings=(Expect(principal=BG_ID, event_ids=("p1",)),),  # the other accounts' rows are context
+        context=Context(break_glass=ACCOUNTS),
+    ),
     Case(
         name="interactive FIDO2 sign-in",
         rows={"SigninLogs": [sign_in_row("s1", BG_ID, BG_UPN)]},

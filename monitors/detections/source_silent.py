@@ -3,23 +3,30 @@
 Why: every other detection only sees what reaches the workspace. If a table that receives
 rows goes quiet (the diagnostic setting was deleted or changed, an export broke, a licence
 lapsed) or the workspace cannot be queried (the identity lost its role, the workspace moved),
-the monitor raises nothing, which looks exactly like a quiet tenant. Deleting the diagnostic
-setting is also what an attacker does first. Three signals, one detection:
+the monitor raises nothing, which looks exactly like a quiet tenant. Deleting or weakening the
+diagnostic setting is also what an attacker does first. Three signals, one detection:
 
 1. silence: a table that received rows in the lookback (the late-arrival window, 48 h or
    more) whose newest row arrived longer ago than its threshold (SOURCE_SILENCE_HOURS).
-   Measured by ingestion time over the whole lookback, not the tick's window. A table with no
-   row in the whole lookback is not reported: it never sent any (not exported on purpose), or
-   it went quiet before the lookback, and that silence alerted when its threshold passed.
-2. a diagnostic setting deleted (`Microsoft.Insights/diagnosticSettings/delete`, or
-   `microsoft.aadiam/diagnosticSettings/delete` for the Entra ID export), whoever did it.
+   Measured by ingestion time over the whole lookback, not the tick's window.
+   missing: a table with no row in the whole lookback while another watched table has been
+   delivering for a day or more. Its category is not exported (the Entra diagnostic setting
+   lacks NonInteractiveUserSignInLogs, say: non-interactive break-glass use is then invisible),
+   or it went quiet before the lookback (the monitor was deployed late, or was down). Once per
+   table; the alert names the category to enable. A table not exported on purpose is set to
+   0 hours. Without another table delivering (a new workspace, a monitor deployed minutes ago)
+   an empty table says nothing yet.
+2. a diagnostic setting deleted or written (`Microsoft.Insights/diagnosticSettings/delete` and
+   `/write`, and `microsoft.aadiam/diagnosticSettings/...` for the Entra ID export), whoever did
+   it: a write can remove a category or move the destination, and the Activity Log does not say
+   which, so every write is looked at.
 3. the tick itself: queries failed SOURCE_SILENT_FAILED_TICKS ticks in a row. The query cannot
    report its own failure, so the tick builds that finding (`query_failure_finding`, raised by
    monitors/blindness.py).
 
 Dedupe: once per episode. The principal is the table (or the workspace, or whoever deleted the
 setting) and the episode names when the silence began (the newest row's ingestion time), which
-operation deleted the setting, or when queries started failing. The same silence alerts once
+operation deleted or wrote the setting, or when queries started failing. The same silence alerts once
 however many ticks see it; rows that come back end the episode, and the next silence alerts
 again. Replay (`python -m monitors replay`) runs the diagnostic-setting part only: an export has
 no ingestion history to be silent in.
@@ -28,7 +35,7 @@ no ingestion history to be silent in.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -57,11 +64,13 @@ RUNBOOK = (
     "check those by hand in the portal (Entra sign-in logs, Activity Log) meanwhile.",
     "A silent table: open the workspace's Logs blade and run `<Table> | summarize max(ingestion_time())`. "
     "Then check the diagnostic setting that exports it: Entra ID > Monitoring > Diagnostic settings "
-    "(SigninLogs, AADNonInteractiveUserSignInLogs) or the subscription's Activity log > Export "
-    "(AzureActivity). Is it still there, still pointing at this workspace, still with the category on?",
-    "A deleted diagnostic setting: find out who deleted it and why (caller below). Not planned: "
-    "treat it as an incident: recreate the setting, revoke the caller's sessions and review what "
-    "else they did while logging was off.",
+    "(SigninLogs, AADNonInteractiveUserSignInLogs, AuditLogs) or the subscription's Activity log > "
+    "Export (AzureActivity). Is it still there, still pointing at this workspace, still with the "
+    "category on?",
+    "A deleted or changed diagnostic setting: find out who did it and why (caller below). For a change, "
+    "open the setting and check that every category the monitor reads is still on and still goes to "
+    "this workspace (docs/deploy.md lists them). Not planned: treat it as an incident: restore the "
+    "setting, revoke the caller's sessions and review what else they did while logging was off.",
     "Queries failing: read the errors below. 403: the monitor's managed identity lost Log Analytics "
     "Reader on the workspace; 404: the workspace id is wrong or the workspace moved; 429/timeouts: "
     "the workspace is overloaded (it recovers by itself; a long episode needs a look).",
@@ -78,14 +87,15 @@ FALSE_POSITIVES = (
     "A small or quiet tenant: no ARM writes for hours (nights, weekends) leaves AzureActivity quiet; "
     "raise its hours in SOURCE_SILENCE_HOURS to what the tenant's quietest stretch needs.",
     "A newly created diagnostic setting can take hours to deliver its first rows.",
-    "A planned change of diagnostic settings (moving to another workspace) deletes the old one.",
+    "A planned change of diagnostic settings (moving to another workspace) deletes the old one; "
+    "deploying infra/ (azd up) writes the settings it manages, which alerts too: acknowledge it.",
     "A Log Analytics service incident delays ingestion for every table at once.",
 )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SourceSignal:
-    kind: str  # "silence" or "diagnostic-setting-deleted"
+    kind: str  # "silence", "diagnostic-setting-deleted" or "diagnostic-setting-changed"
     table: str
     as_of: datetime  # the tick's window end: silence is measured up to here
     last_ingested: datetime | None  # silence: the newest row's ingestion time
@@ -107,16 +117,20 @@ class SourceSignal:
         if self.kind == "silence" and self.last_ingested:
             episode = f"silent after {self.last_ingested.isoformat(timespec='seconds')}"
             return Principal(user_id=None, user_principal_name=self.table, episode=episode)
+        if self.kind == "missing":
+            return Principal(user_id=None, user_principal_name=self.table, episode=MISSING_EPISODE)
         caller = self.caller or ""
         user_id = self.user_id or _guid_or_none(caller)
         return Principal(
             user_id=user_id,
             user_principal_name=caller.lower() if "@" in caller else None,
-            episode=f"diagnostic setting deleted {self.operation_id}",
+            episode=f"diagnostic setting {SETTING_VERBS[self.kind]} {self.operation_id}",
         )
 
 
-KINDS = ("silence", "diagnostic-setting-deleted")
+SETTING_VERBS = {"diagnostic-setting-deleted": "deleted", "diagnostic-setting-changed": "written"}
+KINDS = ("silence", "missing", *SETTING_VERBS)
+MISSING_EPISODE = "no rows in the lookback"
 
 
 def parse(row: Row) -> SourceSignal:
@@ -129,8 +143,8 @@ def parse(row: Row) -> SourceSignal:
     last = row.get("LastIngested")
     event_ids = text_list(row, "EventIds", limit=64)
     operation_id = text(row, "OperationId", limit=128)
-    if kind == "diagnostic-setting-deleted" and not (event_ids and operation_id):
-        raise RowError("a deleted diagnostic setting without its operation")
+    if kind in SETTING_VERBS and not (event_ids and operation_id):
+        raise RowError("a diagnostic setting change without its operation")
     if kind == "silence" and last in (None, "", "None"):
         raise RowError("a silence without the newest row's ingestion time")
     return SourceSignal(
@@ -161,27 +175,25 @@ def _guid_or_none(value: str) -> str | None:
 
 def evaluate(signals: Sequence[SourceSignal], context: Context) -> list[Finding]:
     latest: dict[str, SourceSignal] = {}  # per table, the newest view (a split window gives several)
-    deleted: dict[str, SourceSignal] = {}
+    settings: dict[str, SourceSignal] = {}
     for signal in signals:
-        if signal.kind == "silence":
+        if signal.kind in ("silence", "missing"):
             if signal.table not in latest or signal.as_of > latest[signal.table].as_of:
                 latest[signal.table] = signal
         else:
-            seen = deleted.get(signal.principal.key)
-            deleted[signal.principal.key] = _merge(seen, signal) if seen else signal
+            seen = settings.get(signal.principal.key)
+            settings[signal.principal.key] = _merge(seen, signal) if seen else signal
     watched = {table for table, hours in context.silence_hours if hours > 0}
     findings = [
-        _silence(s)
+        _silence(s) if s.kind == "silence" else _missing(s)
         for s in latest.values()
         if s.table in watched and s.principal.key not in context.known_principals
     ]
-    findings += [_deleted(s) for key, s in deleted.items() if key not in context.known_principals]
+    findings += [_setting_changed(s) for key, s in settings.items() if key not in context.known_principals]
     return findings
 
 
 def _merge(a: SourceSignal, b: SourceSignal) -> SourceSignal:
-    from dataclasses import replace
-
     return replace(
         a,
         event_ids=tuple(dict.fromkeys(a.event_ids + b.event_ids)),
@@ -215,25 +227,65 @@ def _silence(signal: SourceSignal) -> Finding:
     )
 
 
+# The diagnostic category that fills each watched table, and where it is switched on.
+CATEGORIES = {
+    "SigninLogs": "SignInLogs in Entra ID's diagnostic setting",
+    "AADNonInteractiveUserSignInLogs": "NonInteractiveUserSignInLogs in Entra ID's diagnostic setting",
+    "AuditLogs": "AuditLogs in Entra ID's diagnostic setting",
+    "AzureActivity": "the Administrative category of the subscription's Activity log export",
+}
+
+
+def _missing(signal: SourceSignal) -> Finding:
+    principal = signal.principal
+    since = signal.lookback_start.isoformat(timespec="seconds")
+    return Finding(
+        detection=ID,
+        severity=Severity.HIGH,
+        principal=principal,
+        headline=f"Log source missing: {signal.table} has no rows while other tables do; "
+        f"enable {CATEGORIES[signal.table]}",
+        facts=(
+            ("Table", signal.table),
+            ("No rows since", f"{since} (the whole lookback)"),
+            ("Enable", f"{CATEGORIES[signal.table]} (docs/deploy.md)"),
+            ("Or", "it went quiet before the lookback, while the monitor was not running: check the setting"),
+            ("Blind to", _blind_to(signal.table)),
+            ("Not exported on purpose", f"set {signal.table}=0 in SOURCE_SILENCE_HOURS"),
+        ),
+        events=(),
+        event_ids=(f"{signal.table}|{principal.episode}",),
+        first_time=signal.lookback_start,
+        last_time=signal.as_of,
+    )
+
+
 def _blind_to(table: str) -> str:
     return {
         "SigninLogs": "interactive sign-ins, break-glass sign-ins among them",
         "AADNonInteractiveUserSignInLogs": "non-interactive sign-ins (refresh tokens, scripts)",
-        "AzureActivity": "ARM writes by user accounts, and deletions of diagnostic settings",
+        "AzureActivity": "ARM writes by user accounts, and changes to diagnostic settings",
+        "AuditLogs": "changes to the break-glass accounts (methods, password, roles, Conditional Access)",
     }[table]
 
 
-def _deleted(signal: SourceSignal) -> Finding:
+def _setting_changed(signal: SourceSignal) -> Finding:
     principal = signal.principal
+    verb = SETTING_VERBS[signal.kind]
     who = principal.label if principal.user_id or principal.user_principal_name else "unknown caller"
     failed = all(s.lower() in ("failure", "failed") for s in signal.statuses) if signal.statuses else False
+    headline = (
+        f"Diagnostic setting deleted by {who}: logs may no longer reach the workspace"
+        if verb == "deleted"
+        else f"Diagnostic setting written by {who}: check its categories and destination"
+    )
     return Finding(
         detection=ID,
         severity=Severity.MEDIUM if failed else Severity.HIGH,
         principal=principal,
-        headline=f"Diagnostic setting deleted by {who}: logs may no longer reach the workspace",
+        headline=headline,
         facts=(
-            ("Deleted by", who),
+            (f"{verb.capitalize()} by", who),
             ("Object id", principal.user_id or "not in the log"),
             ("Setting", signal.target or "unknown"),
             ("Operation", signal.operation or "unknown"),
@@ -247,7 +299,7 @@ def _deleted(signal: SourceSignal) -> Finding:
                 time=signal.time,
                 source="AzureActivity",
                 fields=(
-                    ("What", "diagnostic setting deleted"),
+                    ("What", f"diagnostic setting {verb}"),
                     ("Result", summarize_list(signal.statuses)),
                     ("Target", signal.target or "unknown"),
                     ("IP", signal.ip_address or "unknown"),
@@ -380,8 +432,19 @@ CASES = (
         context=Context(known_principals=frozenset({"mallory@contoso.com|diagnostic setting deleted op-2"})),
     ),
     Case(
-        name="writing a diagnostic setting is not deleting it",
-        rows={**_FLOWING, "AzureActivity": [_activity("w2", "Microsoft.Insights/diagnosticSettings/write")]},
+        name="Entra ID's own diagnostic setting written (a category may be gone) is one finding",
+        rows={
+            **_FLOWING,
+            "AzureActivity": [
+                _activity("w2", "microsoft.aadiam/diagnosticSettings/write", correlation="op-3"),
+                _activity("w3", "MICROSOFT.AADIAM/DIAGNOSTICSETTINGS/WRITE", "Start", correlation="op-3"),
+            ],
+        },
+        findings=(Expect(principal="mallory@contoso.com", event_ids=("w2", "w3")),),
+    ),
+    Case(
+        name="reading a diagnostic setting is not changing it",
+        rows={**_FLOWING, "AzureActivity": [_activity("r1", "Microsoft.Insights/diagnosticSettings/read")]},
         findings=(),
     ),
 )

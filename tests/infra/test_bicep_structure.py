@@ -262,6 +262,7 @@ EXPECTED_SETTINGS = {
     "WAIVER_REMINDER_DAYS",
     "DISABLED_DETECTIONS",
     "BREAK_GLASS_DRILL_DAYS",
+    "BREAK_GLASS_GROUPS",
     "SOURCE_SILENCE_HOURS",
     "SOURCE_SILENT_FAILED_TICKS",
     "AZURE_PORTAL_URL",
@@ -757,7 +758,7 @@ def test_sovereign_cloud_query_endpoints() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_tenant_template_exports_sign_in_logs() -> None:
+def test_tenant_template_exports_sign_in_and_audit_logs() -> None:
     tenant = template(TENANT)
     assert tenant["globals"]["scope"]["value"] == "tenant"
     setting = only(resources_of_type(TENANT, "microsoft.aadiam/diagnosticSettings"))
@@ -768,6 +769,7 @@ def test_tenant_template_exports_sign_in_logs() -> None:
         "NonInteractiveUserSignInLogs",
         "ServicePrincipalSignInLogs",
         "ManagedIdentitySignInLogs",
+        "AuditLogs",
     } <= categories
 
 

@@ -131,7 +131,8 @@ DEPLOYED_SETTINGS = {
     "WAIVER_REMINDER_DAYS": "7",
     "DISABLED_DETECTIONS": "",
     "BREAK_GLASS_DRILL_DAYS": "90",
-    "SOURCE_SILENCE_HOURS": "SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6",
+    "BREAK_GLASS_GROUPS": "none",
+    "SOURCE_SILENCE_HOURS": "SigninLogs=2,AADNonInteractiveUserSignInLogs=2,AzureActivity=6,AuditLogs=24",
     "SOURCE_SILENT_FAILED_TICKS": "3",
     "AZURE_PORTAL_URL": "https://portal.azure.com",
 }

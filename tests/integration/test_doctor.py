@@ -9,12 +9,13 @@ import pytest
 
 from devstack.stack import Devstack
 from monitors.cli import main
+from monitors.detections.break_glass_account_changed import audit_row, user_target
 from monitors.detections.break_glass_use import sign_in_row
 from monitors.detections.user_arm_write import arm_row
 
 DRILLED = "5b2d0c7e-3f41-4a8e-9d1c-6e0f7a2b9c13"  # a break-glass account that signed in last week
 NEVER_SEEN = "9e8f7a6b-5c4d-4e3f-8a1b-0c9d8e7f6a5b"  # a mistyped id: no sign-in ever
-TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity")
+TABLES = ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity", "AuditLogs")
 
 
 def ingest_recent(devstack: Devstack, now: datetime) -> None:
@@ -28,7 +29,8 @@ def ingest_recent(devstack: Devstack, now: datetime) -> None:
             "_IngestionTime": (now - timedelta(minutes=4)).isoformat(),
         }
 
-    megan = sign_in_row("doctor-1", "0d4c5a1e-8f3b-4b6a-9c2d-7e1f0a9b8c7d", "megan@contoso.com")
+    megan_id = "0d4c5a1e-8f3b-4b6a-9c2d-7e1f0a9b8c7d"
+    megan = sign_in_row("doctor-1", megan_id, "megan@contoso.com")
     drill = sign_in_row("doctor-2", DRILLED, "breakglass1@contoso.onmicrosoft.com")
     devstack.log_analytics.ingest(
         "SigninLogs", [at(megan, now - timedelta(minutes=5)), at(drill, now - timedelta(days=7))]
@@ -36,6 +38,8 @@ def ingest_recent(devstack: Devstack, now: datetime) -> None:
     devstack.log_analytics.ingest("AADNonInteractiveUserSignInLogs", [at(megan, now - timedelta(minutes=5))])
     write = arm_row("doctor-3", "megan@contoso.com", None)  # no claims: the Caller names a user
     devstack.log_analytics.ingest("AzureActivity", [at(write, now - timedelta(minutes=6))])
+    reset = audit_row("doctor-4", "Reset user password", [user_target(megan_id, "megan@contoso.com")])
+    devstack.log_analytics.ingest("AuditLogs", [at(reset, now - timedelta(minutes=7))])
 
 
 def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
@@ -170,4 +174,4 @@ def test_a_table_the_workspace_cannot_query_fails_alone(
     assert starting(lines, "PASS  workspace query")
     (line,) = starting(lines, "FAIL  table AzureActivity: query failed: ")
     assert "Activity Log export" in line
-    assert len(starting(lines, "PASS  table ")) == 2
+    assert len(starting(lines, "PASS  table ")) == len(TABLES) - 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -525,6 +526,79 @@ def test_the_engine_spills_rows_beyond_its_memory_limit_to_the_scratch_folder(tm
     assert size > 64 * 2**20
 
 
+# --------------------------------------------------------------------------- directory changes (AuditLogs)
+
+
+def _audit_rows() -> list[dict]:
+    """break-glass-account-changed's own case rows: every kind of change to the accounts, and the
+    same changes to an ordinary account (which must not fire)."""
+    from monitors.detections.break_glass_account_changed import DETECTION
+
+    return [row for case in DETECTION.cases for row in case.rows.get("AuditLogs", [])]
+
+
+def _portal_time(iso: str) -> str:
+    """The Log Analytics portal's CSV datetime: `11/20/2026, 2:40:00.000 AM` (tests/fixtures)."""
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return (
+        f"{moment.month}/{moment.day}/{moment.year}, "
+        + moment.strftime("%-I:%M:%S.%f")[:-3]
+        + moment.strftime(" %p")
+    )
+
+
+def _expect_audit_alerts(alerts: list[dict]) -> None:
+    from monitors.detections.break_glass_account_changed import ALICE_ID, BG2_UPN, BG_GROUP, BG_ID
+
+    changed = {
+        a["user_id"] or a["user_principal_name"]: a
+        for a in alerts
+        if a["detection"] == "break-glass-account-changed"
+    }
+    assert set(changed) == {BG_ID, BG2_UPN, f"group {BG_GROUP}"}
+    kinds = changed[BG_ID]["facts"]["Changes"]
+    for kind in (
+        "authentication methods",
+        "password",
+        "account state",
+        "group membership",
+        "Conditional Access",
+    ):
+        assert kind in kinds
+    assert "directory role" in changed[BG2_UPN]["facts"]["Changes"]
+    assert all(ALICE_ID not in json.dumps(a) for a in alerts)
+
+
+def test_audit_logs_exported_with_the_cli_raise_break_glass_account_changed(tmp_path: Path) -> None:
+    from monitors.detections.break_glass_account_changed import BG2_UPN, BG_GROUP, BG_ID
+
+    items = [{column: _as_az_cli(value) for column, value in row.items()} for row in _audit_rows()]
+    (tmp_path / "AuditLogs.json").write_text(json.dumps(items))
+    alerts, stderr = replay_json(tmp_path, "--break-glass", BG_ID, "--break-glass", BG2_UPN,
+                                 "--break-glass-group", BG_GROUP)  # fmt: skip
+    assert "skipped" not in stderr
+    _expect_audit_alerts(alerts)
+
+
+def test_audit_logs_exported_from_the_portal_raise_break_glass_account_changed(tmp_path: Path) -> None:
+    from monitors.detections.break_glass_account_changed import BG2_UPN, BG_GROUP, BG_ID
+
+    rows = _audit_rows()
+    columns = sorted({column for row in rows for column in row} - {"TimeGenerated"})
+    with (tmp_path / "AuditLogs.csv").open("w", newline="", encoding="utf-8-sig") as out:
+        writer = csv.writer(out)
+        writer.writerow(["TimeGenerated [UTC]", *columns])
+        for row in rows:
+            writer.writerow([_portal_time(row["TimeGenerated"]), *(_as_az_cli(row.get(c)) for c in columns)])
+    env = {**os.environ, "BREAK_GLASS_ACCOUNTS": f"{BG_ID},{BG2_UPN}", "BREAK_GLASS_GROUPS": BG_GROUP}
+    result = replay(str(tmp_path), "--format", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "skipped" not in result.stderr
+    _expect_audit_alerts(json.loads(result.stdout))
+
+
 # --- what replay did: rows per export, and per detection whether it could see what it reads
 
 
@@ -544,15 +618,20 @@ def test_replay_reports_rows_per_export_and_what_each_detection_could_read(logdi
     assert lines["AzureActivity.csv"].startswith("AzureActivity.csv (AzureActivity, csv): 23 rows read")
     assert lines["SigninLogs.csv"].startswith("SigninLogs.csv (SigninLogs, csv): 56 rows read")
     assert lines["AADNonInteractiveUserSignInLogs:"] == "AADNonInteractiveUserSignInLogs: no export"
-    assert lines["guest-arm-write"] == "guest-arm-write          ran"
+    assert lines["AuditLogs:"] == "AuditLogs: no export"
+    assert lines["guest-arm-write"] == "guest-arm-write              ran"
+    # Directory changes are read from AuditLogs alone: without its export there is nothing to read.
+    assert lines["break-glass-account-changed"] == (
+        "break-glass-account-changed  could not run: no export of AuditLogs"
+    )
     # Its sign-in lookup (the object id of a write without claims) reads both sign-in tables.
     assert (
         lines["user-arm-write"]
-        == "user-arm-write           incomplete: no export of AADNonInteractiveUserSignInLogs"
+        == "user-arm-write               incomplete: no export of AADNonInteractiveUserSignInLogs"
     )
     # The training lab's 2021 sign-in export predates AuthenticationProtocol.
     assert lines["ropc-sign-in"] == (
-        "ropc-sign-in             incomplete: SigninLogs.csv has no AuthenticationProtocol column; "
+        "ropc-sign-in                 incomplete: SigninLogs.csv has no AuthenticationProtocol column; "
         "no export of AADNonInteractiveUserSignInLogs"
     )
     assert lines["break-glass-weak-method"].endswith(
@@ -564,14 +643,14 @@ def test_an_export_a_detection_cannot_read_does_not_end_in_a_plain_no_alerts(log
     (logdir / "AzureActivity.csv").unlink()
     result = replay(str(logdir))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("No alerts in what the exports hold, but 9 of 9 detections could not")
+    assert result.stdout.startswith("No alerts in what the exports hold, but 10 of 10 detections could not")
     lines = report_lines(result.stderr)
     assert lines["guest-arm-write"].endswith("could not run: no export of AzureActivity")
     assert "SigninLogs.csv has no AuthenticationProtocol column" in lines["ropc-sign-in"]
 
 
 def test_exports_with_every_column_the_detections_read_end_in_no_alerts(tmp_path: Path) -> None:
-    for table in ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity"):
+    for table in ("SigninLogs", "AADNonInteractiveUserSignInLogs", "AzureActivity", "AuditLogs"):
         (tmp_path / f"{table}.csv").write_text(",".join(SCHEMA[table]) + "\n", encoding="utf-8")
     result = replay(str(tmp_path))
     assert result.returncode == 0, result.stderr

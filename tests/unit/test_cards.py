@@ -349,6 +349,23 @@ def test_actions_are_open_url_only_history_first_then_the_log_the_events_came_fr
     assert "Action.Execute" not in json.dumps(card)
 
 
+def test_directory_changes_link_the_entra_audit_logs_first() -> None:
+    """break-glass-account-changed: its events are AuditLogs rows; then the sign-ins, to see the
+    account used after the change."""
+    changed = replace(
+        _break_glass_finding((_event(1, source="AuditLogs", What="password"),)),
+        detection="break-glass-account-changed",
+    )
+    card = _valid(build_message(_alert(changed), BREAK_GLASS, LINKS))
+    assert [(a["title"], a["url"]) for a in card["actions"][1:]] == [
+        (
+            "Entra audit logs",
+            "https://portal.azure.com/#view/Microsoft_AAD_IAM/ActiveDirectoryMenuBlade/~/Audit",
+        ),
+        ("Entra sign-in logs", "https://portal.azure.com/#view/Microsoft_AAD_IAM/SignInEventsV3Blade"),
+    ]
+
+
 def test_without_a_history_url_there_is_no_history_button() -> None:
     links = CardLinks(history_url=None, portal_url="https://portal.azure.us/")  # US Gov, trailing slash
     card = _valid(build_message(_golden_alert(), BREAK_GLASS, links))

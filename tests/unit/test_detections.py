@@ -163,6 +163,69 @@ def test_a_partial_result_is_split_not_taken_as_complete(tmp_path: Path) -> None
     assert sorted(finding.event_ids) == [f"s{n}" for n in range(5)]
 
 
+def test_a_break_glass_change_says_who_changed_what(engine: LogAnalyticsServer) -> None:
+    """break-glass-account-changed: each change's kind, initiator, IP and old and new values;
+    a Conditional Access change says where the account stood before and after."""
+    from monitors.detections import break_glass_account_changed as changed
+
+    burst = "security info, password, disabled and deleted in one tick are one alert per account"
+    case = case_named(changed.DETECTION, burst)
+    (finding,) = run_case(changed.DETECTION, case, engine).findings
+    assert finding.principal.user_id == changed.BG_ID
+    facts = dict(finding.facts)
+    assert facts["Changes"] == "5: authentication methods, password, account state"
+    assert facts["Changed by"] == f"mallory@contoso.com, {changed.BG_UPN}, application Provisioning Script"
+    assert facts["From"] == "198.51.100.23, 203.0.113.50"
+    lines = {line.event_id: dict(line.fields) for line in finding.events}
+    disabled = lines[changed.DISABLED["Id"]]
+    assert disabled["What"] == "account state"
+    assert disabled["Changed"] == "AccountEnabled: True → False"
+    assert disabled["By"] == "mallory@contoso.com (9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d)"
+    assert lines[changed.BY_APP["Id"]]["IP"] == "not in the log"
+    assert lines[changed.SECURITY_INFO_DELETED["Id"]]["Result"] == (
+        "success: Admin deleted Fido2 security key for user"
+    )
+
+    case = case_named(changed.DETECTION, "a policy stops excluding the account's group")
+    (finding,) = run_case(changed.DETECTION, case, engine).findings
+    assert finding.principal.label == f"group {changed.BG_GROUP}"
+    (line,) = finding.events
+    assert dict(line.fields)["What"] == (
+        "Conditional Access policy 'Require MFA for admins': excludeGroups before, not named after"
+    )
+
+    case = case_named(changed.DETECTION, "the account taken out of its Conditional Access exclusion group")
+    (finding,) = run_case(changed.DETECTION, case, engine).findings
+    (line,) = finding.events
+    assert dict(line.fields)["Changed"] == (
+        f"Group.ObjectID: {changed.BG_GROUP} → (none), "
+        "Group.DisplayName: CA exclusion - emergency access → (none)"
+    )
+
+
+def test_a_failed_break_glass_sign_in_pivots_to_its_ip(engine: LogAnalyticsServer) -> None:
+    """break-glass-use: successful sign-ins of other accounts from the failing IP within an hour
+    either side are on the card; later ones and other IPs are not."""
+    from monitors.detections.break_glass_use import DETECTION as BREAK_GLASS_USE
+    from monitors.detections.break_glass_use import SPRAYED_UPN
+
+    case = case_named(
+        BREAK_GLASS_USE, "a failed sign-in lists other accounts' successes from its IP within the hour"
+    )
+    (finding,) = run_case(BREAK_GLASS_USE, case, engine).findings
+    pivot = dict(finding.facts)["Other accounts signed in from the failing IPs (±1 h)"]
+    # only the sign-in 20 minutes later from the same IP: not the one three hours later, not carol's
+    # from another IP, not the break-glass account's own
+    assert pivot == f"{SPRAYED_UPN} 2026-11-20T03:32:00.0000000Z"
+    (line,) = finding.events
+    assert dict(line.fields)["Same IP, other accounts (±1 h)"] == pivot
+
+    (quiet,) = run_case(
+        BREAK_GLASS_USE, case_named(BREAK_GLASS_USE, "interactive FIDO2 sign-in"), engine
+    ).findings
+    assert "Other accounts signed in from the failing IPs (±1 h)" not in dict(quiet.facts)
+
+
 def _finding_for(principal: Principal, *event_ids: str) -> Finding:
     at = datetime(2026, 11, 20, tzinfo=UTC)
     return Finding(

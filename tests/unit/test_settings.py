@@ -60,6 +60,12 @@ def test_valid_settings_are_typed() -> None:
         ("DISABLED_DETECTIONS", "user-arm-write,typo-write", "DISABLED_DETECTIONS names 'typo-write'"),
         ("DISABLED_DETECTIONS", "Break-Glass-Use", "break-glass-use, which cannot be switched off"),
         ("DISABLED_DETECTIONS", "source-silent", "source-silent, which cannot be switched off"),
+        (
+            "DISABLED_DETECTIONS",
+            "break-glass-account-changed",
+            "break-glass-account-changed, which cannot be switched off",
+        ),
+        ("BREAK_GLASS_GROUPS", "ca-exclusion", "BREAK_GLASS_GROUPS has 'ca-exclusion', not a group"),
         ("BREAK_GLASS_DRILL_DAYS", "3", "BREAK_GLASS_DRILL_DAYS is 3; it must be between 7 and 365"),
         ("BREAK_GLASS_DRILL_DAYS", "quarterly", "not a whole number of days"),
         ("SOURCE_SILENCE_HOURS", "SignInLog=2", "SOURCE_SILENCE_HOURS names 'SignInLog'; watched tables are"),
@@ -299,6 +305,7 @@ def test_blindness_settings_default_and_parse() -> None:
         "SigninLogs": 2,
         "AADNonInteractiveUserSignInLogs": 2,
         "AzureActivity": 6,
+        "AuditLogs": 24,
     }
     assert settings.source_silent_failed_ticks == 3
     tuned = load_settings(
@@ -315,11 +322,20 @@ def test_blindness_settings_default_and_parse() -> None:
         "SigninLogs": 2,
         "AADNonInteractiveUserSignInLogs": 0,
         "AzureActivity": 12,
+        "AuditLogs": 24,
     }
     assert tuned.source_silent_failed_ticks == 6
 
 
-def test_every_detection_but_the_two_always_on_can_be_switched_off() -> None:
+def test_break_glass_groups_are_object_ids_and_optional() -> None:
+    assert load_settings(VALID).break_glass_groups == frozenset()
+    assert load_settings({**VALID, "BREAK_GLASS_GROUPS": "none"}).break_glass_groups == frozenset()
+    group = "3C1F0A9E-6D2B-4F7A-8E5C-1B2D3E4F5A6B"
+    settings = load_settings({**VALID, "BREAK_GLASS_GROUPS": f"{group}; {group.lower()}"})
+    assert settings.break_glass_groups == {group.lower()}
+
+
+def test_every_detection_but_those_always_on_can_be_switched_off() -> None:
     from monitors.detections import enabled
 
     new = ("break-glass-weak-method", "user-service-account", "mfa-blocked-automation",
@@ -327,5 +343,5 @@ def test_every_detection_but_the_two_always_on_can_be_switched_off() -> None:
     settings = load_settings({**VALID, "DISABLED_DETECTIONS": ",".join(new)})
     assert settings.disabled_detections == set(new)
     assert [d.id for d in enabled(settings.disabled_detections)] == [
-        "user-arm-write", "break-glass-use", "source-silent"
+        "user-arm-write", "break-glass-use", "break-glass-account-changed", "source-silent"
     ]  # fmt: skip

@@ -22,6 +22,8 @@ from devstack import tenant
 from devstack.tenant import (
     ACTIVITY,
     ARM,
+    AUDIT,
+    BREAK_GLASS_ACCOUNT_CHANGED,
     BREAK_GLASS_USE,
     BREAK_GLASS_WEAK_METHOD,
     GUEST_ARM_WRITE,
@@ -75,6 +77,7 @@ JSON_TEXT = {
         "NetworkLocationDetails",
     },
     ACTIVITY: {"Claims", "Authorization", "Properties", "HTTPRequest"},
+    AUDIT: set(),  # every JSON column of AuditLogs is dynamic
 }
 START = datetime(2025, 10, 6, tzinfo=UTC)  # a Monday
 Rows = dict[str, list[dict[str, Any]]]
@@ -376,10 +379,38 @@ def test_break_glass_rows_in_both_sign_in_tables_with_failures(rows: Rows, manif
     bg1_upn = manifest["break_glass"][0]["user_principal_name"]
     assert [r for r in administrative(rows) if r["Caller"] == bg1_upn]
     expected = {p["object_id"]: p["expected"] for p in manifest["principals"]}
-    assert expected[bg1] == [BREAK_GLASS_USE, USER_ARM_WRITE]
-    assert expected[bg2] == [BREAK_GLASS_USE, BREAK_GLASS_WEAK_METHOD]  # password + SMS worked
+    # both accounts are also tampered with in the directory (test_break_glass_accounts_are_changed_...)
+    assert expected[bg1] == [BREAK_GLASS_ACCOUNT_CHANGED, BREAK_GLASS_USE, USER_ARM_WRITE]
+    assert expected[bg2] == [BREAK_GLASS_ACCOUNT_CHANGED, BREAK_GLASS_USE, BREAK_GLASS_WEAK_METHOD]
     assert expected[dormant] == [BREAK_GLASS_WEAK_METHOD]  # no rows at all: the drill is overdue
     assert not [r for table in rows.values() for r in table if r.get("UserId") == dormant]
+
+
+def test_break_glass_accounts_are_changed_in_the_directory_among_everyone_s_changes(
+    rows: Rows, manifest: dict[str, Any]
+) -> None:
+    """AuditLogs: the admin deletes bg1's key, registers a pass for it, removes bg2 from Global
+    Administrator and drops bg1 from a policy's exclusions; ordinary people's changes surround it."""
+    bg1, bg2, dormant = (a["object_id"] for a in manifest["break_glass"])
+
+    def targets(row: dict[str, Any]) -> set[str]:
+        return {t["id"] for t in row["TargetResources"]}
+
+    audit = rows[AUDIT]
+    about_bg = [r for r in audit if targets(r) & {bg1, bg2}]
+    assert sorted((r["OperationName"], sorted(targets(r) & {bg1, bg2})) for r in about_bg) == [
+        ("Admin deleted security info", [bg1]),
+        ("Admin registered security info", [bg1]),
+        ("Remove member from role", [bg2]),
+    ]
+    policies = [r for r in audit if r["OperationName"] == "Update conditional access policy"]
+    assert len(policies) == 2  # one drops bg1 from the exclusions, one adds an ordinary user to them
+    assert all(r["InitiatedBy"]["user"]["userPrincipalName"] for r in audit)
+    assert len(audit) > len(about_bg) + len(policies)  # the ordinary background
+    assert not [r for r in audit if dormant in json.dumps(r)]
+    verdicts = {p["object_id"]: p["expected"] for p in manifest["principals"]}
+    changed = {o for o, found in verdicts.items() if BREAK_GLASS_ACCOUNT_CHANGED in found}
+    assert changed == {bg1, bg2}
 
 
 def test_workload_writes_are_apps_with_guid_callers(rows: Rows, manifest: dict[str, Any]) -> None:
@@ -479,6 +510,16 @@ def test_expected_verdicts_match_the_rows(rows: Rows, manifest: dict[str, Any]) 
     for row in rows[ACTIVITY]:
         if row["OperationNameValue"].lower() == "microsoft.insights/diagnosticsettings/delete":
             truth[users[row["Caller"]]["object_id"]].add(SOURCE_SILENT)
+    for row in rows[AUDIT]:  # a change that names a break-glass account, or moves it in a policy
+        for target in row["TargetResources"]:
+            if target["id"] in break_glass:
+                truth[target["id"]].add(BREAK_GLASS_ACCOUNT_CHANGED)
+            for prop in target.get("modifiedProperties", []):
+                if prop["displayName"] == "ConditionalAccessPolicy":
+                    old, new = (set(json.loads(prop[v])["conditions"]["users"]["excludeUsers"])
+                                for v in ("oldValue", "newValue"))  # fmt: skip
+                    for account in break_glass & (old ^ new):
+                        truth[account].add(BREAK_GLASS_ACCOUNT_CHANGED)
     automation = {
         p["object_id"]
         for p in manifest["principals"]
@@ -575,7 +616,7 @@ def test_ingestion_latency_is_realistic_and_some_rows_are_hours_late(
 def test_duplicates_exist_as_real_exports_have_them(
     generated: tuple[Path, tenant.Manifest], rows: Rows, manifest: dict[str, Any]
 ) -> None:
-    key = {SIGNIN: "Id", NONINTERACTIVE: "Id", ACTIVITY: "EventDataId"}
+    key = {SIGNIN: "Id", NONINTERACTIVE: "Id", ACTIVITY: "EventDataId", AUDIT: "Id"}
     for table, table_rows in rows.items():
         repeats = sum(n - 1 for n in Counter(r[key[table]] for r in table_rows).values())
         assert repeats == manifest["duplicate_rows"][table], table

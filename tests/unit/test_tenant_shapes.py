@@ -34,6 +34,7 @@ import pytest
 
 from devstack.tenant import (
     ACTIVITY,
+    AUDIT,
     EMAIL_CLAIM,
     IDENTITY_PROVIDER_CLAIM,
     NONINTERACTIVE,
@@ -81,8 +82,24 @@ NEWER_THAN_THE_CORPUS: dict[str, dict[str, str]] = {
         "SignInEventTypes": "documented JSON text, '[\"nonInteractiveUser\"]'",
     },
     ACTIVITY: {},
-}
-REAL_TABLE = {SIGNIN: SIGNIN, NONINTERACTIVE: SIGNIN, ACTIVITY: ACTIVITY}
+    # No real AuditLogs row yet: its rows may fill documented columns only, with the row shape
+    # devstack/tenant.py takes from Microsoft Graph's directoryAudit resource. Their values and
+    # JSON keys have nothing real to be compared with (COMPARED_VALUES leaves the table out).
+    AUDIT: dict.fromkeys(
+        (
+            "AADOperationType", "AADTenantId", "ActivityDateTime", "ActivityDisplayName", "AdditionalDetails",
+            "Category",
+            "CorrelationId", "DurationMs", "Id", "Identity", "InitiatedBy", "Level", "Location",
+            "LoggedByService", "OperationName", "OperationVersion", "Resource", "ResourceGroup",
+            "ResourceId", "ResourceProvider", "Result", "ResultReason", "ResultSignature", "SourceSystem",
+            "TargetResources", "TimeGenerated", "Type",
+        ),
+        "documented (AuditLogs table reference); no real AuditLogs export in the corpus yet",
+    ),
+}  # fmt: skip
+REAL_TABLE = {SIGNIN: SIGNIN, NONINTERACTIVE: SIGNIN, ACTIVITY: ACTIVITY, AUDIT: AUDIT}
+# The tables whose generated values and JSON keys real rows can be held to.
+COMPARED_VALUES = tuple(table for table in TABLES if table != AUDIT)
 
 # Value forms no real row shows in that column, each from Microsoft's documentation.
 DOCUMENTED_FORMS = {
@@ -256,7 +273,7 @@ def forms_by_column(rows: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
     return forms
 
 
-@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize("table", COMPARED_VALUES)
 def test_generated_values_take_the_forms_real_values_take(
     table: str, real: dict[str, list[dict[str, str]]], generated: dict[str, list[dict[str, Any]]]
 ) -> None:
@@ -376,7 +393,7 @@ def keys_by_column(rows: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
     return keys
 
 
-@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize("table", COMPARED_VALUES)
 def test_json_values_hold_keys_real_ones_hold(
     table: str, real: dict[str, list[dict[str, str]]], generated: dict[str, list[dict[str, Any]]]
 ) -> None:

@@ -97,6 +97,12 @@ def test_break_glass_use_can_never_be_waived() -> None:
     assert "Acknowledge the alert" in message
 
 
+def test_changes_to_break_glass_accounts_can_never_be_waived() -> None:
+    message = refused(detection="break-glass-account-changed")
+    assert message.startswith("break-glass-account-changed can never be waived")
+    assert "Acknowledge the alert" in message
+
+
 def test_break_glass_refusal_comes_first_whatever_else_is_wrong() -> None:
     assert refused(detection="break-glass-use", principal="nobody", reason="").startswith("break-glass-use")
 
