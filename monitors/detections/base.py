@@ -279,6 +279,11 @@ def new_groups(observations: Sequence[T], key: Callable[[T], str], known: frozen
     ]
 
 
+def principal_facts(principal: Principal, role: str = "Account") -> tuple[tuple[str, str], ...]:
+    """The card's first two facts about whom a finding is about: its name, and its object id."""
+    return ((role, principal.label), ("Object id", principal.user_id or "not in the log"))
+
+
 def summarize_list(values: Sequence[str], shown: int = 5) -> str:
     """'a, b, c and 4 more': cards stay small however many values there are."""
     if not values:

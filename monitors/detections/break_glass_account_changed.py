@@ -42,6 +42,7 @@ from monitors.detections.base import (
     RowError,
     distinct,
     dynamic,
+    principal_facts,
     summarize_list,
     text,
     when,
@@ -298,8 +299,7 @@ def _finding(principal: Principal, group: list[tuple[AccountChange, list[Touched
         principal=principal,
         headline=f"Break-glass account changed: {principal.label} ({', '.join(kinds)})",
         facts=(
-            ("Account", principal.label),
-            ("Object id", principal.user_id or "not in the log"),
+            *principal_facts(principal),
             ("Changes", f"{len(changes)}: {', '.join(kinds)}"),
             ("Changed by", summarize_list(initiators)),
             ("From", summarize_list(distinct(c.ip_address for c in changes))),

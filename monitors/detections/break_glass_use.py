@@ -30,6 +30,7 @@ from monitors.detections.base import (
     client_app_name,
     distinct,
     object_id,
+    principal_facts,
     summarize_list,
     text,
     text_list,
@@ -151,8 +152,7 @@ def _finding(events: list[BreakGlassEvent]) -> Finding:
         principal=principal,
         headline=f"Break-glass account used: {principal.label}",
         facts=(
-            ("Account", principal.label),
-            ("Object id", principal.user_id or "not in the log"),
+            *principal_facts(principal),
             ("Events", f"{len(events)} ({', '.join(kinds)})"),
             ("Failed", f"{failures} of {len(events)}"),
             (

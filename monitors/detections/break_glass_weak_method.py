@@ -40,6 +40,7 @@ from monitors.detections.base import (
     RowError,
     count,
     object_id,
+    principal_facts,
     summarize_list,
     text,
     when,
@@ -183,8 +184,7 @@ def _weak(events: list[BreakGlassObservation]) -> Finding:
         principal=principal,
         headline=f"Break-glass account signs in with a weak method: {principal.label}",
         facts=(
-            ("Account", principal.label),
-            ("Object id", principal.user_id or "not in the log"),
+            *principal_facts(principal),
             ("Weak methods that worked", summarize_list(found)),
             ("Sign-ins", f"{len(events)} ({sum(e.succeeded for e in events)} succeeded)"),
             ("Expected", "FIDO2 security key, passkey or certificate only"),

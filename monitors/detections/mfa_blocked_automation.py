@@ -42,6 +42,7 @@ from monitors.detections.base import (
     new_groups,
     object_id,
     optional_when,
+    principal_facts,
     summarize_list,
     text,
     when,
@@ -183,8 +184,7 @@ def _finding(events: list[BlockedEvent]) -> Finding:
         principal=principal,
         headline=f"Automation broken by mandatory MFA: {principal.label}",
         facts=(
-            ("User", principal.label),
-            ("Object id", principal.user_id or "not in the log"),
+            *principal_facts(principal, "User"),
             ("What failed", f"{len(refused)} ARM token request(s) refused, {rejected} ARM write(s) rejected"),
             ("Error codes", summarize_list([f"{c} ({MFA_REQUIRED.get(c, 'MFA required')})" for c in codes])),
             ("Tools", summarize_list(distinct([_tool(e) for e in events]))),

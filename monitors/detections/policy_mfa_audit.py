@@ -31,6 +31,7 @@ from monitors.detections.base import (
     distinct,
     new_groups,
     object_id,
+    principal_facts,
     summarize_list,
     text,
     when,
@@ -146,8 +147,7 @@ def _finding(audits: list[PolicyAudit]) -> Finding:
         principal=principal,
         headline=f"User write without MFA, audited by Azure Policy: {principal.label}",
         facts=(
-            ("User", principal.label),
-            ("Object id", principal.user_id or "not in the log"),
+            *principal_facts(principal, "User"),
             ("Audited writes", f"{len(audits)} ({', '.join(kinds)})"),
             ("Policy assignments", summarize_list(distinct([s for a in audits for s in a.assignments]))),
             ("Resources", summarize_list(distinct([a.resource for a in audits]), shown=3)),

@@ -32,6 +32,7 @@ from monitors.detections.base import (
     distinct,
     new_groups,
     object_id,
+    principal_facts,
     summarize_list,
     text,
     when,
@@ -142,8 +143,7 @@ def _finding(sign_ins: list[RopcSignIn]) -> Finding:
         principal=principal,
         headline=f"Password grant (ROPC) sign-in: {principal.label} with {app.app_label}",
         facts=(
-            ("User", principal.label),
-            ("Object id", principal.user_id or "not in the log"),
+            *principal_facts(principal, "User"),
             ("User type", user_type),
             ("App", f"{app.app_label} ({app.app_id})" if app.app_id and app.app else app.app_label),
             ("Resources", summarize_list(distinct([s.resource or s.resource_id for s in sign_ins]))),
